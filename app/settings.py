@@ -1,0 +1,227 @@
+"""Loupe settings: one TOML file. Default in the user's config dir; LOUPE_HOME or --config override.
+
+Every error names the key and says what is expected, so a PACS administrator can fix the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from dicom_net.nodes import LocalNode, RemoteNode, RetrieveMethod, TlsOptions
+
+APP_NAME = "loupe"
+_AE_RE = re.compile(r"^[^\\\x00-\x1f]{1,16}$")
+
+
+class SettingsError(Exception):
+    """The settings file is missing, unreadable or has an invalid key (named in the message)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    local: LocalNode
+    storage: Path
+    nodes: tuple[RemoteNode, ...]
+    user: str
+    source: Path | None  # the file read, None when all defaults
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def node(self, name: str) -> RemoteNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        known = ", ".join(n.name for n in self.nodes) or "none configured"
+        raise SettingsError(
+            f"unknown node {name!r} (known: {known}); add a [[nodes]] entry to "
+            f"{self.source or default_config_path()}"
+        )
+
+    def nodes_by_name(self) -> dict[str, RemoteNode]:
+        return {n.name: n for n in self.nodes}
+
+    def node_for_ae(self, ae_title: str) -> str | None:
+        for n in self.nodes:
+            if n.ae_title == ae_title:
+                return n.name
+        return None
+
+
+def loupe_home() -> Path | None:
+    home = os.environ.get("LOUPE_HOME")
+    return Path(home).expanduser() if home else None
+
+
+def default_config_path() -> Path:
+    home = loupe_home()
+    if home is not None:
+        return home / "loupe.toml"
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "loupe.toml"
+
+
+def default_storage() -> Path:
+    home = loupe_home()
+    if home is not None:
+        return home / "archive"
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "archive"
+
+
+def _expect(
+    table: dict[str, Any],
+    key: str,
+    typ: type | tuple[type, ...],
+    where: str,
+    default: Any = None,
+    required: bool = False,
+) -> Any:
+    if key not in table:
+        if required:
+            raise SettingsError(f"{where}.{key} is missing")
+        return default
+    value = table[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise SettingsError(f"{where}.{key} must be {names}, not {value!r}")
+    return value
+
+
+def _ae(value: str, key: str) -> str:
+    value = value.strip()
+    if not _AE_RE.match(value):
+        raise SettingsError(
+            f"{key} = {value!r} is not a valid AE title (1-16 characters, no backslash "
+            "or control characters)"
+        )
+    return value
+
+
+def _port(value: int, key: str) -> int:
+    if not 1 <= value <= 65535:
+        raise SettingsError(f"{key} = {value} is not a TCP port (1-65535)")
+    return value
+
+
+def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise SettingsError(
+            f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Settings:
+    _unknown_keys(data, {"local", "nodes", "user", "viewer", "inference", "report"}, "settings")
+    local_t = _expect(data, "local", dict, "settings", default={})
+    _unknown_keys(local_t, {"ae_title", "port", "storage", "allowed_callers", "bind"}, "[local]")
+    ae_title = _ae(_expect(local_t, "ae_title", str, "local", "LOUPE"), "local.ae_title")
+    port = _port(_expect(local_t, "port", int, "local", 11112), "local.port")
+    bind = _expect(local_t, "bind", str, "local", "0.0.0.0")
+    storage_s = _expect(local_t, "storage", str, "local", None)
+    storage = Path(storage_s).expanduser() if storage_s else default_storage()
+    if source is not None and not storage.is_absolute():
+        storage = (source.parent / storage).resolve()
+
+    nodes: list[RemoteNode] = []
+    raw_nodes = _expect(data, "nodes", list, "settings", default=[])
+    seen: set[str] = set()
+    for i, nt in enumerate(raw_nodes):
+        where = f"nodes[{i}]"
+        if not isinstance(nt, dict):
+            raise SettingsError(f"{where} must be a table ([[nodes]])")
+        _unknown_keys(nt, {"name", "ae_title", "host", "port", "retrieve", "tls"}, where)
+        name = _expect(nt, "name", str, where, required=True).strip()
+        if not name:
+            raise SettingsError(f"{where}.name must not be empty")
+        if name in seen:
+            raise SettingsError(f"{where}.name = {name!r} is used by two nodes")
+        seen.add(name)
+        where = f"nodes[{i}] ({name})"
+        retrieve_s = _expect(nt, "retrieve", str, where, "move")
+        try:
+            retrieve = RetrieveMethod(retrieve_s)
+        except ValueError:
+            raise SettingsError(f'{where}.retrieve = {retrieve_s!r}: use "move" or "get"') from None
+        tls = None
+        tls_t = _expect(nt, "tls", (dict, bool), where, None)
+        if tls_t is True:
+            tls = TlsOptions()
+        elif isinstance(tls_t, dict):
+            _unknown_keys(tls_t, {"ca", "cert", "key", "verify_hostname"}, f"{where}.tls")
+
+            def _p(k: str, t: dict[str, Any] = tls_t, w: str = where) -> Path | None:
+                v = _expect(t, k, str, f"{w}.tls", None)
+                if v is None:
+                    return None
+                path = Path(v).expanduser()
+                if not path.exists():
+                    raise SettingsError(f"{w}.tls.{k} = {v!r}: no such file")
+                return path
+
+            tls = TlsOptions(
+                ca_file=_p("ca"),
+                cert_file=_p("cert"),
+                key_file=_p("key"),
+                verify_hostname=_expect(tls_t, "verify_hostname", bool, f"{where}.tls", True),
+            )
+        nodes.append(
+            RemoteNode(
+                name=name,
+                ae_title=_ae(
+                    _expect(nt, "ae_title", str, where, required=True), f"{where}.ae_title"
+                ),
+                host=_expect(nt, "host", str, where, required=True),
+                port=_port(_expect(nt, "port", int, where, required=True), f"{where}.port"),
+                retrieve=retrieve,
+                tls=tls,
+            )
+        )
+
+    callers_v = _expect(local_t, "allowed_callers", list, "local", None)
+    if callers_v is None:
+        callers = tuple(dict.fromkeys(n.ae_title for n in nodes))
+    else:
+        callers = tuple(
+            c if c == "*" else _ae(c, f"local.allowed_callers[{i}]")
+            for i, c in enumerate(callers_v)
+            if isinstance(c, str) or _raise(f"local.allowed_callers[{i}] must be a string")
+        )
+    user = _expect(data, "user", str, "settings", None) or os.environ.get("USER") or "reader"
+    return Settings(
+        local=LocalNode(ae_title=ae_title, port=port, bind=bind, allowed_callers=callers),
+        storage=storage,
+        nodes=tuple(nodes),
+        user=user,
+        source=source,
+        extra={k: v for k, v in data.items() if k in ("viewer", "inference", "report")},
+    )
+
+
+def _raise(msg: str) -> bool:
+    raise SettingsError(msg)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read `path` (or the default file). A missing default file means all defaults."""
+    explicit = path is not None
+    path = Path(path).expanduser() if path is not None else default_config_path()
+    if not path.exists():
+        if explicit:
+            raise SettingsError(f"settings file {path} does not exist")
+        return parse_settings({}, source=None)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        return parse_settings(data, source=path)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Loupe core: Qt-free domain (volumes, frames, findings, review, reports)."""

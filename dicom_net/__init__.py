@@ -1,0 +1,1 @@
+"""Loupe: dicom_net."""

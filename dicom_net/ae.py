@@ -1,0 +1,97 @@
+"""Application entities and associations, with pynetdicom set up the way Loupe needs it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pynetdicom import AE, _config
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
+
+from dicom_net.errors import AssociationRejected, NodeUnreachable
+from dicom_net.nodes import LocalNode, RemoteNode
+
+# Identifiers carry patient names and IDs: never log them by default.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+# Accept private and future storage SOP classes, as archives must.
+_config.UNRESTRICTED_STORAGE_SERVICE = True
+
+log = logging.getLogger(__name__)
+
+# 0 = no limit on the PDUs we receive: fewer, larger reads (measured faster, FIELD-NOTES).
+RECEIVE_MAX_PDU = 0
+# What we ask peers to accept from us: Orthanc and DCMTK top out at 128 KiB.
+SEND_MAX_PDU = 131072
+
+ACSE_TIMEOUT_S = 15.0
+# A C-MOVE of a large study can be silent for longer than pynetdicom's 30 s default.
+DIMSE_TIMEOUT_S = 300.0
+NETWORK_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 5.0
+
+
+def make_ae(local: LocalNode) -> AE:
+    ae = AE(ae_title=local.ae_title)
+    ae.acse_timeout = ACSE_TIMEOUT_S
+    ae.dimse_timeout = DIMSE_TIMEOUT_S
+    ae.network_timeout = NETWORK_TIMEOUT_S
+    ae.connection_timeout = CONNECT_TIMEOUT_S
+    ae.maximum_pdu_size = RECEIVE_MAX_PDU
+    return ae
+
+
+def associate(
+    local: LocalNode,
+    node: RemoteNode,
+    contexts: Sequence[PresentationContext],
+    *,
+    ext_neg: list[Any] | None = None,
+    handlers: list[Any] | None = None,
+) -> Association:
+    """Open an association to `node`, or raise an error that says what to fix."""
+    ae = make_ae(local)
+    ae.requested_contexts = list(contexts)
+    tls_args = None
+    if node.tls is not None:
+        tls_args = (node.tls.client_context(), node.host if node.tls.verify_hostname else "")
+    assoc = ae.associate(
+        node.host,
+        node.port,
+        ae_title=node.ae_title,
+        max_pdu=RECEIVE_MAX_PDU,
+        ext_neg=ext_neg,
+        evt_handlers=handlers or [],
+        tls_args=tls_args,
+    )
+    if assoc.is_established:
+        return assoc
+    if assoc.is_rejected:
+        raise AssociationRejected(
+            f"node {node.describe()} rejected the association from {local.ae_title!r}: "
+            f"on the PACS, register AE title {local.ae_title!r} (host of this workstation, "
+            f"port {local.port}) as a known DICOM node, and check that its own AE title is "
+            f"{node.ae_title!r}"
+        )
+    if assoc.is_aborted:
+        raise AssociationRejected(
+            f"node {node.describe()} aborted the association from {local.ae_title!r}: "
+            "it may not accept our AE title or our proposed services; check the PACS log"
+        )
+    raise NodeUnreachable(
+        f"node {node.describe()} is unreachable: no DICOM service answered at "
+        f"{node.host}:{node.port}; check host and port in the settings and that the PACS runs"
+    )
+
+
+def local_address(assoc: Association) -> str:
+    """The IP address the peer sees us at (for 'register host X' advice)."""
+    try:
+        sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
+        if sock is None:
+            return "this workstation's address"
+        return str(sock.getsockname()[0])
+    except (AttributeError, OSError):
+        return "this workstation's address"
