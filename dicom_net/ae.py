@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
@@ -57,17 +57,23 @@ def associate(
     tls_args = None
     if node.tls is not None:
         tls_args = (node.tls.client_context(), node.host if node.tls.verify_hostname else "")
+    connected: list[bool] = []
     assoc = ae.associate(
         node.host,
         node.port,
         ae_title=node.ae_title,
         max_pdu=RECEIVE_MAX_PDU,
         ext_neg=ext_neg,
-        evt_handlers=handlers or [],
+        evt_handlers=[*(handlers or []), (evt.EVT_CONN_OPEN, lambda _e: connected.append(True))],
         tls_args=tls_args,
     )
     if assoc.is_established:
         return assoc
+    if not connected:
+        raise NodeUnreachable(
+            f"node {node.describe()} is unreachable: nothing accepts connections at "
+            f"{node.host}:{node.port}; check host and port in the settings and that the PACS runs"
+        )
     if assoc.is_rejected:
         raise AssociationRejected(
             f"node {node.describe()} rejected the association from {local.ae_title!r}: "
@@ -81,8 +87,8 @@ def associate(
             "it may not accept our AE title or our proposed services; check the PACS log"
         )
     raise NodeUnreachable(
-        f"node {node.describe()} is unreachable: no DICOM service answered at "
-        f"{node.host}:{node.port}; check host and port in the settings and that the PACS runs"
+        f"node {node.describe()} accepted the connection but did not answer the association "
+        f"request within {ACSE_TIMEOUT_S:.0f} s; check that {node.host}:{node.port} is a DICOM port"
     )
 
 

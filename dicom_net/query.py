@@ -205,6 +205,12 @@ def find(local: LocalNode, node: RemoteNode, query: FindQuery) -> list[dict[str,
             if code == 0x0000:
                 break
             if code == -1:
+                if not results:
+                    raise QueryFailed(
+                        f"node {node.describe()} aborted the C-FIND from {local.ae_title!r}: "
+                        f"on the PACS, register AE title {local.ae_title!r} as a DICOM node "
+                        "allowed to query (Orthanc: DicomModalities)"
+                    )
                 raise QueryFailed(
                     f"node {node.describe()}: connection lost during C-FIND "
                     f"after {len(results)} results"
