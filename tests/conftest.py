@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peers import Orthanc, free_port, peer_env, require_tool  # noqa: E402
+from peers import Orthanc, free_port, peer_env, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 LOUPE = [sys.executable, "-m", "app.cli"]
@@ -34,9 +34,14 @@ def big_ct(tmp_path_factory: pytest.TempPathFactory) -> CtSeries:
     out = tmp_path_factory.mktemp("big_ct")
     phantom = make_chest_ct(seed=1234, slices=200, rows=512, cols=512, nodule_count=3)
     written = write_ct_series(
-        phantom, out, patient_id="LOUPE-T1", patient_name="Test^Bigct", uid_seed="big-ct",
-        study_date="20260315", study_description="CT CHEST LOW DOSE",
-    )  # fmt: skip
+        phantom,
+        out,
+        patient_id="LOUPE-T1",
+        patient_name="Test^Bigct",
+        uid_seed="big-ct",
+        study_date="20260315",
+        study_description="CT CHEST LOW DOSE",
+    )
     return CtSeries(written.study_instance_uid, written.series_instance_uid, written.paths)
 
 
@@ -45,12 +50,24 @@ def small_ct(tmp_path_factory: pytest.TempPathFactory) -> CtSeries:
     from core.synthetic.chest_ct import make_chest_ct, write_ct_series
 
     out = tmp_path_factory.mktemp("small_ct")
-    phantom = make_chest_ct(seed=99, slices=24, rows=128, cols=128, pixel_spacing_mm=2.5,
-                            slice_spacing_mm=5.0, nodule_count=1)  # fmt: skip
+    phantom = make_chest_ct(
+        seed=99,
+        slices=24,
+        rows=128,
+        cols=128,
+        pixel_spacing_mm=2.5,
+        slice_spacing_mm=5.0,
+        nodule_count=1,
+    )
     written = write_ct_series(
-        phantom, out, patient_id="LOUPE-T2", patient_name="Test^Smallct", uid_seed="small-ct",
-        study_date="20250102", study_description="CT THORAX",
-    )  # fmt: skip
+        phantom,
+        out,
+        patient_id="LOUPE-T2",
+        patient_name="Test^Smallct",
+        uid_seed="small-ct",
+        study_date="20250102",
+        study_description="CT THORAX",
+    )
     return CtSeries(written.study_instance_uid, written.series_instance_uid, written.paths)
 
 
@@ -62,9 +79,11 @@ def loupe_port() -> int:
 
 @pytest.fixture(scope="session")
 def pacs(
-    tmp_path_factory: pytest.TempPathFactory, loupe_port: int, big_ct: CtSeries,
+    tmp_path_factory: pytest.TempPathFactory,
+    loupe_port: int,
+    big_ct: CtSeries,
     small_ct: CtSeries,
-) -> Iterator[Orthanc]:  # fmt: skip
+) -> Iterator[Orthanc]:
     """The session's PACS: Orthanc knowing LOUPE as a C-MOVE destination, with two studies."""
     orthanc = Orthanc(
         tmp_path_factory.mktemp("orthanc"),
@@ -104,8 +123,9 @@ class LoupeEnv:
     def storage(self) -> Path:
         return self.home / "archive"
 
-    def write_config(self, *nodes_toml: str, allowed_callers: list[str] | None = None,
-                     ae_title: str = "LOUPE") -> Path:  # fmt: skip
+    def write_config(
+        self, *nodes_toml: str, allowed_callers: list[str] | None = None, ae_title: str = "LOUPE"
+    ) -> Path:
         lines = [
             "[local]",
             f'ae_title = "{ae_title}"',
@@ -124,8 +144,12 @@ class LoupeEnv:
         env = {**peer_env(), "LOUPE_HOME": str(self.home), "PYTHONPATH": str(ROOT)}
         return subprocess.run(
             [*LOUPE, *args, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=ROOT,
+        )
 
 
 @pytest.fixture

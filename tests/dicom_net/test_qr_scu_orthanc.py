@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from pathlib import Path
 
 import pydicom
 import pytest
@@ -55,8 +54,17 @@ def test_find_at_all_three_levels(pacs, loupe, big_ct, small_ct):
     assert set(patients) == {"LOUPE-T1", "LOUPE-T2"}
     assert patients["LOUPE-T1"]["PatientName"] == "Test^Bigct"
 
-    r = loupe.run("find", "pacs", "--level", "study", "--study-date", "20260101-20261231",
-                  "--modality", "CT", "--json")  # fmt: skip
+    r = loupe.run(
+        "find",
+        "pacs",
+        "--level",
+        "study",
+        "--study-date",
+        "20260101-20261231",
+        "--modality",
+        "CT",
+        "--json",
+    )
     studies = json.loads(r.stdout)
     assert [s["StudyInstanceUID"] for s in studies] == [big_ct.study_instance_uid]
     assert studies[0]["NumberOfStudyRelatedInstances"] == 200
@@ -65,8 +73,9 @@ def test_find_at_all_three_levels(pacs, loupe, big_ct, small_ct):
     r = loupe.run("find", "pacs", "--level", "study", "--patient-id", "LOUPE-T2", "--json")
     assert [s["StudyInstanceUID"] for s in json.loads(r.stdout)] == [small_ct.study_instance_uid]
 
-    r = loupe.run("find", "pacs", "--level", "series", "--study-uid", big_ct.study_instance_uid,
-                  "--json")  # fmt: skip
+    r = loupe.run(
+        "find", "pacs", "--level", "series", "--study-uid", big_ct.study_instance_uid, "--json"
+    )
     series = json.loads(r.stdout)
     assert [s["SeriesInstanceUID"] for s in series] == [big_ct.series_instance_uid]
     assert series[0]["Modality"] == "CT" and series[0]["NumberOfSeriesRelatedInstances"] == 200
@@ -81,8 +90,9 @@ def test_find_at_all_three_levels(pacs, loupe, big_ct, small_ct):
 
 def test_move_big_ct_is_byte_identical(pacs, loupe, big_ct):
     loupe.write_config(pacs.node_toml())
-    r = loupe.run("retrieve", "pacs", "--study-uid", big_ct.study_instance_uid, "--method", "move",
-                  "--json")  # fmt: skip
+    r = loupe.run(
+        "retrieve", "pacs", "--study-uid", big_ct.study_instance_uid, "--method", "move", "--json"
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["method"] == "move" and result["complete"] is True
@@ -138,10 +148,16 @@ def test_cancel_mid_move_leaves_study_marked_cancelled(pacs, loupe, big_ct):
 
     with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
         with pytest.raises(PartialRetrieve) as info:
-            retrieve(settings.local, settings.node("pacs"), archive,
-                     study_instance_uid=big_ct.study_instance_uid,
-                     method=RetrieveMethod.MOVE, cancel=cancel, on_progress=on_progress,
-                     ingest=server.ingest)  # fmt: skip
+            retrieve(
+                settings.local,
+                settings.node("pacs"),
+                archive,
+                study_instance_uid=big_ct.study_instance_uid,
+                method=RetrieveMethod.MOVE,
+                cancel=cancel,
+                on_progress=on_progress,
+                ingest=server.ingest,
+            )
     err = info.value
     assert err.cancelled and 20 <= err.received < 200 and err.missing == 200 - err.received
     assert "missing" in str(err) and "cancelled" in str(err)
@@ -154,12 +170,17 @@ def test_cancel_mid_move_leaves_study_marked_cancelled(pacs, loupe, big_ct):
 
 def test_unknown_move_destination_explains_what_to_configure(orthanc_factory, loupe, small_ct):
     # Anyone may query and retrieve, but no C-MOVE destination LOUPE is configured.
-    allow = {"DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True,
-             "DicomAlwaysAllowGet": True}  # fmt: skip
+    allow = {
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowMove": True,
+        "DicomAlwaysAllowGet": True,
+    }
     orthanc = orthanc_factory(extra_config=allow).start()
     orthanc.upload(list(small_ct.paths))
     loupe.write_config(orthanc.node_toml())
-    r = loupe.run("retrieve", "pacs", "--study-uid", small_ct.study_instance_uid, "--method", "move")
+    r = loupe.run(
+        "retrieve", "pacs", "--study-uid", small_ct.study_instance_uid, "--method", "move"
+    )
     assert r.returncode == 5
     (line,) = r.stderr.strip().splitlines()
     assert "'LOUPE'" in line and "127.0.0.1" in line and f"port {loupe.port}" in line
@@ -189,13 +210,21 @@ def test_orthanc_killed_mid_move_then_second_retrieve_completes(
 
     with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
         with pytest.raises(PartialRetrieve) as info:
-            retrieve(settings.local, settings.node("pacs"), archive,
-                     study_instance_uid=big_ct.study_instance_uid, method=RetrieveMethod.MOVE,
-                     on_progress=kill_at_40, ingest=server.ingest)  # fmt: skip
+            retrieve(
+                settings.local,
+                settings.node("pacs"),
+                archive,
+                study_instance_uid=big_ct.study_instance_uid,
+                method=RetrieveMethod.MOVE,
+                on_progress=kill_at_40,
+                ingest=server.ingest,
+            )
     assert "connection to the PACS lost" in str(info.value)
     (study,) = archive.studies()
     assert study.retrieve_state == "incomplete"
-    assert 40 <= study.instance_count < 200 and study.missing_instances == 200 - study.instance_count
+    assert (
+        40 <= study.instance_count < 200 and study.missing_instances == 200 - study.instance_count
+    )
 
     orthanc.start()  # same storage: the PACS comes back
     r = loupe.run("retrieve", "pacs", "--study-uid", big_ct.study_instance_uid, "--json")
