@@ -25,28 +25,32 @@ from pynetdicom.presentation import (
     build_context,
 )
 
-# What our storage SCP accepts, most preferred first. Objects are stored as received, so any
-# of these is kept without transcoding.
+# What our storage SCP accepts. pynetdicom picks, for each proposed context, the first of
+# *these* that the sender also proposed, so the encapsulated syntaxes come first: a sender
+# offering a JPEG 2000 file with uncompressed fallbacks then sends it as is, and we store it
+# as received (no decompression on their side, no re-compression anywhere). Senders of
+# uncompressed images propose only uncompressed syntaxes and get Explicit VR Little Endian.
 ACCEPTED_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    JPEGLosslessSV1,
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    RLELossless,
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+    JPEG2000,
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.4.100",  # MPEG2 Main Profile / Main Level (video endoscopy)
+    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.103",  # MPEG-4 AVC/H.264 BD-compatible High Profile
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    JPEG2000Lossless,
-    JPEG2000,
-    RLELossless,
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
-    "1.2.840.10008.1.2.4.100",  # MPEG2 Main Profile / Main Level (video endoscopy)
-    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
-    "1.2.840.10008.1.2.4.103",  # MPEG-4 AVC/H.264 BD-compatible High Profile
-    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
-    "1.2.840.10008.1.2.4.203",  # HTJ2K
 )
+UNCOMPRESSED_SYNTAXES: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 # Service SOP classes (PS3.4), spelled out: pynetdicom.sop_class builds them dynamically,
 # which type checkers cannot see.

@@ -196,10 +196,15 @@ def matches(key: str, pattern: str, value: str) -> bool:
 def find_entities(archive: LocalArchive, identifier: Dataset) -> list[dict[str, str]]:
     level = str(identifier.get("QueryRetrieveLevel", "")).upper()
     entities = _entities(archive, level)
+    # Empty values decode as None for numeric VRs: those are return keys, not constraints.
     constraints = {
         elem.keyword: str(elem.value)
         for elem in identifier
-        if elem.keyword and elem.keyword != "QueryRetrieveLevel" and elem.VR != "SQ"
+        if elem.keyword
+        and elem.keyword != "QueryRetrieveLevel"
+        and elem.VR != "SQ"
+        and elem.value is not None
+        and str(elem.value) != ""
     }
     return [
         e

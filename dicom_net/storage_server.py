@@ -13,13 +13,13 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_net.ae import make_ae
 from dicom_net.archive import LocalArchive, StoredInstance
 from dicom_net.contexts import (
-    ACCEPTED_TRANSFER_SYNTAXES,
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
+    UNCOMPRESSED_SYNTAXES,
     VERIFICATION,
     storage_scp_contexts,
 )
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # pynetdicom treats an empty list as "anyone"; this title stands for "nobody".
 _NOBODY = "~NO-CALLER-OK~~~"
 
-_QR_MODELS = (
+_QR_MODELS: tuple[str, ...] = (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_MOVE,
     PATIENT_ROOT_GET,
@@ -82,11 +82,11 @@ class StorageServer:
         for cx in storage_scp_contexts():
             if cx.abstract_syntax is not None:
                 ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
-        ae.add_supported_context(VERIFICATION, list(ACCEPTED_TRANSFER_SYNTAXES[:2]))
+        ae.add_supported_context(VERIFICATION, list(UNCOMPRESSED_SYNTAXES))
         handlers: list[Any] = [(evt.EVT_C_STORE, self.ingest)]
         if self.qr is not None:
             for model in _QR_MODELS:
-                ae.add_supported_context(model, list(ACCEPTED_TRANSFER_SYNTAXES[:2]))
+                ae.add_supported_context(model, list(UNCOMPRESSED_SYNTAXES))
             handlers += [
                 (evt.EVT_C_FIND, self.qr.on_find),
                 (evt.EVT_C_MOVE, self.qr.on_move),
