@@ -34,7 +34,7 @@ def _dicomdir_files(path: Path) -> Iterator[Path]:
         ref = record.get("ReferencedFileID")
         if not ref:
             continue
-        parts = [str(p) for p in (ref if isinstance(ref, list | tuple) else [ref])]
+        parts = [str(ref)] if isinstance(ref, str) else [str(p) for p in ref]
         if any(p in ("..", "") or "/" in p or "\\" in p for p in parts):
             log.warning("%s: skipping unsafe ReferencedFileID %s", path, parts)
             continue

@@ -123,7 +123,7 @@ def test_dcmtk_storescu_compressed_transfer_syntax_kept_as_received(scp, dcmtk):
             "GOODSCU",
             "-aec",
             "LOUPE",
-            "-R",
+            "--propose-j2k-lossy",
             "127.0.0.1",
             str(scp.port),
             str(jpeg),
