@@ -13,7 +13,10 @@ from sr_sample import make_3d_sr
 pytestmark = pytest.mark.network
 
 
-def test_send_comprehensive_3d_sr_and_read_it_back_over_rest(pacs, loupe, small_ct, tmp_path):
+def test_send_comprehensive_3d_sr_and_read_it_back_over_rest(
+    orthanc_factory, loupe, small_ct, tmp_path
+):
+    pacs = orthanc_factory().start()  # its own PACS: the session's keeps its known content
     sr_path = make_3d_sr(small_ct.paths[0], tmp_path / "sr.dcm")
     sr = pydicom.dcmread(sr_path)
     loupe.write_config(pacs.node_toml())
