@@ -36,6 +36,7 @@ from dicom_net.errors import (
     DicomNetError,
     MoveDestinationUnknown,
     PartialRetrieve,
+    QueryFailed,
     RetrieveFailed,
 )
 from dicom_net.ingest import StoreIngest
@@ -281,6 +282,43 @@ def _remote_instances(
     }
 
 
+# Used for C-GET when the PACS lists no SOP classes: what a chest CT or endoscopy study holds.
+_DEFAULT_GET_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
+)
+
+
+def _study_level_facts(
+    local: LocalNode, node: RemoteNode, study_uid: str, series_uid: str | None
+) -> tuple[int | None, list[str]]:
+    """Instance count and SOP classes from a study- or series-level C-FIND."""
+    level = "series" if series_uid else "study"
+    rows = find(
+        local,
+        node,
+        FindQuery(level=level, study_instance_uid=study_uid, series_instance_uid=series_uid or ""),
+    )
+    if series_uid:
+        rows = [r for r in rows if r.get("SeriesInstanceUID") == series_uid]
+    if not rows:
+        return 0, []
+    key = "NumberOfSeriesRelatedInstances" if series_uid else "NumberOfStudyRelatedInstances"
+    count = rows[0].get(key)
+    return (int(count) if isinstance(count, int) else None), list(_DEFAULT_GET_CLASSES)
+
+
 def _destination_advice(local: LocalNode, node: RemoteNode, host_seen: str) -> str:
     return (
         f"node {node.describe()} does not know our C-MOVE destination {local.ae_title!r}: "
@@ -311,16 +349,30 @@ def retrieve(
     started = time.perf_counter()
     method = method or node.retrieve
     notes: list[str] = []
-    remote = _remote_instances(local, node, study_instance_uid, series_instance_uid)
-    if not remote:
+    try:
+        remote: dict[str, tuple[str, str]] | None = _remote_instances(
+            local, node, study_instance_uid, series_instance_uid
+        )
+    except QueryFailed as exc:
+        # Some PACS refuse instance-level queries; retrieve the whole study and count.
+        log.warning("instance-level C-FIND refused (%s); retrieving without an instance list", exc)
+        remote = None
+    if remote:
+        expected: int | None = len(remote)
+        have_before = archive.sop_instance_uids(study_instance_uid)
+        wanted = [uid for uid in remote if uid not in have_before]
+        sop_classes = sorted({cls for _, cls in remote.values() if cls})
+    else:
+        expected, sop_classes = _study_level_facts(
+            local, node, study_instance_uid, series_instance_uid
+        )
+        wanted = [""] * (expected or 1)  # unknown UIDs: ask for everything
+        notes.append("the PACS gave no instance list; completeness checked by count")
+    if expected == 0:
         raise RetrieveFailed(
             f"node {node.describe()} has no instances for study {study_instance_uid}"
             + (f" series {series_instance_uid}" if series_instance_uid else "")
         )
-    expected = len(remote)
-    have_before = archive.sop_instance_uids(study_instance_uid)
-    wanted = [uid for uid in remote if uid not in have_before]
-    sop_classes = sorted({cls for _, cls in remote.values() if cls})
     ingest = ingest or StoreIngest(archive, node_for_ae=lambda _ae: node.name)
     since = utc_now()
 
@@ -328,7 +380,7 @@ def retrieve(
     if not wanted:
         batches: list[list[str] | None] = []
         notes.append("all instances already in the local archive")
-    elif len(wanted) == expected:
+    elif remote is None or len(wanted) == expected:
         batches = [None]
     else:
         batches = [wanted[i : i + UID_BATCH] for i in range(0, len(wanted), UID_BATCH)]
@@ -392,8 +444,11 @@ def retrieve(
             break
 
     have_after = archive.sop_instance_uids(study_instance_uid)
-    present = len(set(remote) & have_after)
-    missing = expected - present
+    if remote:
+        present = len(set(remote) & have_after)
+    else:
+        present = len(have_after)  # whole study: what we hold now
+    missing = max(0, (expected or present) - present)
     state = "complete" if missing == 0 else ("cancelled" if cancelled else "incomplete")
     if series_instance_uid is None or state != "complete":
         archive.set_retrieve_state(

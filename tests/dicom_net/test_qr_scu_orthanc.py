@@ -238,3 +238,30 @@ def test_orthanc_killed_mid_move_then_second_retrieve_completes(
     (study,) = archive2.studies()
     assert study.instance_count == 200 and study.retrieve_state == "complete"
     assert len(list((settings.storage / "files").rglob("*.dcm"))) == 200
+
+
+@pytest.mark.parametrize("method", [RetrieveMethod.MOVE, RetrieveMethod.GET])
+def test_retrieve_when_the_pacs_refuses_instance_level_queries(
+    pacs, loupe, small_ct, monkeypatch, method
+):
+    import dicom_net.retrieve as retrieve_module
+    from dicom_net.errors import QueryFailed
+
+    def refuse(*_a, **_k):
+        raise QueryFailed("IMAGE level not supported")
+
+    monkeypatch.setattr(retrieve_module, "_remote_instances", refuse)
+    loupe.write_config(pacs.node_toml())
+    settings = load_settings(loupe.config)
+    archive = LocalArchive(settings.storage)
+    with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
+        result = retrieve(
+            settings.local,
+            settings.node("pacs"),
+            archive,
+            study_instance_uid=small_ct.study_instance_uid,
+            method=method,
+            ingest=server.ingest,
+        )
+    assert result.expected == result.present == len(small_ct.paths) and result.complete
+    assert any("completeness checked by count" in n for n in result.notes)
