@@ -1,4 +1,4 @@
-"""A small TID 1500 Comprehensive 3D SR for transport tests (the report issue builds the real one)."""
+"""A small TID 1500 Comprehensive 3D SR for transport tests (the report issue builds its own)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import json
 
 import pydicom
 import pytest
-
 from sr_sample import make_3d_sr
 
 pytestmark = pytest.mark.network

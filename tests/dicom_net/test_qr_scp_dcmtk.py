@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import pydicom
 import pytest
+from peers import free_port, peer_env
 
 from dicom_net.archive import LocalArchive
 from dicom_net.nodes import LocalNode
 from dicom_net.storage_server import StorageServer
-from peers import free_port, peer_env
 
 pytestmark = pytest.mark.network
 
