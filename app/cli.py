@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
+from app.cli_inference import register_inference_commands
 from app.settings import Settings, SettingsError, load_settings
 from dicom_net.errors import (
     ArchiveError,
@@ -404,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--deliver", action="store_true")
     sp.add_argument("--json", action="store_true")
     add("serve", cmd_serve, "run the storage SCP and the outbox without a window")
+    register_inference_commands(add)
     sp = add("demo", cmd_demo, "generate demo studies, serve them on loopback, retrieve them")
     sp.add_argument("--regenerate", action="store_true", help="make the demo studies anew")
     return p
