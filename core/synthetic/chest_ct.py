@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage
 
 from core.synthetic.dicom_writer import WrittenSeries, add_common_modules, make_uid, save_part10
+from core.volume import Volume, affine_from_dicom
 
 __all__ = [
     "NODULE_KINDS",
@@ -1201,3 +1202,12 @@ def _ds(v: float) -> str:
         if len(s) <= 16:
             return s
     raise ValueError(f"cannot encode {v} as DS")
+
+
+def phantom_volume(phantom: CtPhantom, *, series_instance_uid: str = "") -> Volume:
+    """The phantom as a core Volume (axial, LPS), without going through DICOM files."""
+    sz, sy, sx = phantom.spacing_mm
+    affine = affine_from_dicom(
+        phantom.origin_mm, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (sy, sx), (0.0, 0.0, sz)
+    )
+    return Volume(voxels=phantom.hu, affine=affine, series_instance_uid=series_instance_uid)
