@@ -337,6 +337,30 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
+    """Open a study in the workstation, retrieving it first when it is not (all) here."""
+    archive = _archive(settings)
+    records = archive.studies(args.study_uid)
+    complete = bool(records) and records[0].missing_instances == 0
+    if not complete:
+        node = args.node or (records[0].source_node if records else None)
+        if node is None:
+            raise ValueError(
+                f"study {args.study_uid} is not in the local archive: give --node NODE to "
+                "retrieve it"
+            )
+        run_retrieve(settings, node, args.study_uid, None, None, allow_fallback=True)
+    from app.workstation import run_workstation
+
+    return run_workstation(settings, args)
+
+
+def cmd_workstation(settings: Settings, args: argparse.Namespace) -> int:
+    from app.workstation import run_workstation
+
+    return run_workstation(settings, args)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -363,10 +387,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loupe", parents=[common], description="Loupe AI reading workstation"
     )
     p.add_argument("--version", action="version", version=f"loupe {__version__}")
+    view_opts = argparse.ArgumentParser(add_help=False)
+    view_opts.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        type=Path,
+        help="render the opened study after loading, save, and exit",
+    )
+    view_opts.add_argument(
+        "--layout", choices=("1x1", "slice+heatmap", "mpr"), help="reading layout to start with"
+    )
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="render the workstation, save, and exit",
+    )
+    p.add_argument("--layout", choices=("1x1", "slice+heatmap", "mpr"), default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func: Callable[..., int], help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+    def add(
+        name: str,
+        func: Callable[..., int],
+        help_: str,
+        parents: tuple[argparse.ArgumentParser, ...] = (),
+    ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common, *parents], help=help_, description=help_)
         sp.set_defaults(func=func)
         return sp
 
@@ -406,8 +453,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     add("serve", cmd_serve, "run the storage SCP and the outbox without a window")
     register_inference_commands(add)
-    sp = add("demo", cmd_demo, "generate demo studies, serve them on loopback, retrieve them")
+    sp = add(
+        "open",
+        cmd_open,
+        "open a study in the workstation (retrieved first if needed)",
+        (view_opts,),
+    )
+    sp.add_argument("--study-uid", required=True)
+    sp.add_argument("--node", help="node to retrieve from when the study is not here")
+    sp = add(
+        "demo",
+        cmd_demo,
+        "generate demo studies, serve them on loopback, retrieve them, "
+        "and open the workstation on the CT",
+        (view_opts,),
+    )
     sp.add_argument("--regenerate", action="store_true", help="make the demo studies anew")
+    sp.add_argument(
+        "--no-window",
+        action="store_true",
+        help="end after the retrieve with a summary (headless machines, scripts)",
+    )
     return p
 
 
@@ -423,10 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", 0) or 0)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_OK
-    func: Callable[..., int] = args.func
+    func: Callable[..., int] = getattr(args, "func", None) or cmd_workstation
     try:
         settings = load_settings(getattr(args, "config", None))
         return int(func(settings, args))

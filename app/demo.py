@@ -111,6 +111,14 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         studies = find(local, node, FindQuery(level="study"))
+        ct_uid = next(
+            (
+                st["StudyInstanceUID"]
+                for st in studies
+                if "CT" in str(st.get("ModalitiesInStudy", ""))
+            ),
+            None,
+        )
         for st in studies:
             uid = st["StudyInstanceUID"]
 
@@ -143,4 +151,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"demo: {len(studies)} studies are in the local archive {settings.storage} "
         "(loupe studies lists them)"
     )
-    return 0
+    if args.no_window:
+        return 0
+    from app.workstation import run_workstation
+
+    args.study_uid = ct_uid
+    return run_workstation(settings, args)

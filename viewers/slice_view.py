@@ -77,8 +77,8 @@ class SliceView(QWidget):
     ):
         super().__init__(parent)
         self.plane = plane
-        self.window = window
-        self.cursor = cursor
+        self.wl = window
+        self.nav = cursor
         self.ai = ai
         self.heatmap_pane = heatmap_pane
         self.volume: Volume | None = None
@@ -211,15 +211,21 @@ class SliceView(QWidget):
         layer = self.heatmap_layer
         show_heat = self.heatmap_pane and self.heatmap is not None and layer is not None
         key = (
-            id(self.volume), self._index, self.window.center, self.window.width, show_heat,
-            self.ai.visible, id(self.heatmap),
+            id(self.volume),
+            self._index,
+            self.wl.center,
+            self.wl.width,
+            show_heat,
+            self.ai.visible,
+            id(self.heatmap),
             (layer.color_map, layer.opacity, layer.threshold, layer.blend, layer.visible)
-            if layer is not None else None,
-        )  # fmt: skip
+            if layer is not None
+            else None,
+        )
         if key == self._cache_key and self._cache_img is not None:
             return self._cache_img
         grey = np.ascontiguousarray(
-            self.window.apply(plane_image(self.volume.voxels, self.volume, self.plane, self._index))
+            self.wl.apply(plane_image(self.volume.voxels, self.volume, self.plane, self._index))
         )
         if show_heat and self.ai.visible:
             assert self.heatmap is not None and layer is not None
@@ -250,7 +256,7 @@ class SliceView(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         if self.ai.visible and self.findings is not None:
             self._paint_findings(p)
-        if self.show_crosshair and self.cursor.world is not None:
+        if self.show_crosshair and self.nav.world is not None:
             self._paint_crosshair(p)
         self._paint_measurements(p)
         self._paint_text(p)
@@ -275,15 +281,15 @@ class SliceView(QWidget):
                 continue  # the marker shows only where the finding is
             r_px = max(4.0, math.sqrt(max(radius**2 - d_mm**2, 0.0)) * px_per_mm + 3)
             color = QColor(*STATUS_COLORS[f.status])
-            selected = self.cursor.selected_finding == f.finding_id
+            selected = self.nav.selected_finding == f.finding_id
             p.setPen(QPen(color, 3.0 if selected else 1.8))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(pt, r_px, r_px)
             p.drawText(pt + QPointF(r_px + 3, -r_px), f"{n} {f.probability:.0%}")
 
     def _paint_crosshair(self, p: QPainter) -> None:
-        assert self.cursor.world is not None
-        _, pt = self.world_to_screen(self.cursor.world)
+        assert self.nav.world is not None
+        _, pt = self.world_to_screen(self.nav.world)
         p.setPen(QPen(CROSSHAIR, 1.0, Qt.PenStyle.DashLine))
         gap = 12
         p.drawLine(QPointF(0, pt.y()), QPointF(pt.x() - gap, pt.y()))
@@ -344,7 +350,7 @@ class SliceView(QWidget):
         lines = [f"{title}  {self._index + 1}/{n}", f"pos {center[axis]:.1f} mm"]
         for k, line in enumerate(lines):
             p.drawText(6, 4 + lh * (k + 1), line)
-        p.drawText(6, self.height() - 6, f"W {self.window.width:.0f}  L {self.window.center:.0f}")
+        p.drawText(6, self.height() - 6, f"W {self.wl.width:.0f}  L {self.wl.center:.0f}")
         if self._hover is not None:
             v = self.value_at(*self._hover)
             if v is not None:
@@ -383,7 +389,7 @@ class SliceView(QWidget):
             self.set_index(self._index - int(math.copysign(max(1, abs(steps)), steps)))
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        self._drag = (event.button(), event.position(), self.window.center, self.window.width)
+        self._drag = (event.button(), event.position(), self.wl.center, self.wl.width)
         self._moved = False
         left = event.button() == Qt.MouseButton.LeftButton
         if left and self.tool is not Tool.NAVIGATE and self.volume is not None:
@@ -406,7 +412,7 @@ class SliceView(QWidget):
             self._draft.end = self.screen_to_image(pos)
         elif button == Qt.MouseButton.LeftButton and self._moved:
             # Horizontal: width; vertical: level (drag down = brighter, as in Horos/OsiriX).
-            self.window.set(center + d.y() * width / 256, width * math.exp(d.x() / 200))
+            self.wl.set(center + d.y() * width / 256, width * math.exp(d.x() / 200))
         elif button == Qt.MouseButton.RightButton:
             self._zoom = max(0.25, min(16.0, self._zoom * math.exp(-d.y() / 150)))
             self._drag = (button, pos, center, width)
@@ -434,12 +440,12 @@ class SliceView(QWidget):
         row, col = self.screen_to_image(pos)
         hit = self.finding_at(pos)
         if hit is not None:
-            self.cursor.select(hit.finding_id)
+            self.nav.select(hit.finding_id)
             self.finding_clicked.emit(hit.finding_id)
             assert hit.center_mm is not None
-            self.cursor.move_to(hit.center_mm)
+            self.nav.move_to(hit.center_mm)
         else:
-            self.cursor.move_to(self.world_at(row, col))
+            self.nav.move_to(self.world_at(row, col))
 
     def finding_at(self, pos: QPointF) -> Finding | None:
         if self.findings is None or not self.ai.visible:
@@ -459,10 +465,12 @@ class SliceView(QWidget):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
-        steps = {
-            Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -10,
+        steps: dict[int, int] = {
+            Qt.Key.Key_Up: -1,
+            Qt.Key.Key_Down: 1,
+            Qt.Key.Key_PageUp: -10,
             Qt.Key.Key_PageDown: 10,
-        }  # fmt: skip
+        }
         if key in steps:
             self.set_index(self._index + steps[key])
         elif key == Qt.Key.Key_Home:

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 def test_demo_retrieves_both_studies_over_dicom(loupe):
     loupe.write_config()
-    r = loupe.run("demo")
+    r = loupe.run("demo", "--no-window")
     assert r.returncode == 0, r.stderr
     assert "embedded PACS LOUPEDEMO" in r.stderr
     assert "160/160 instances by C-MOVE" in r.stdout and "24/24 instances by C-MOVE" in r.stdout
@@ -30,7 +30,7 @@ def test_demo_retrieves_both_studies_over_dicom(loupe):
     assert len(es) == 24  # VL Endoscopic Image Storage
 
     # A second run reuses the generated demo PACS and retrieves nothing twice.
-    r = loupe.run("demo")
+    r = loupe.run("demo", "--no-window")
     assert r.returncode == 0, r.stderr
     assert "generating" not in r.stderr
     assert LocalArchive(loupe.storage).instance_count() == 184

@@ -76,10 +76,20 @@ def test_marker_on_its_centre_slice_and_not_on_a_far_one(qtbot):
     vol = make_volume()
     centre_kji = (22.0, 50.0, 60.0)
     world = tuple(float(c) for c in vol.index_to_world(centre_kji))
-    findings = FindingSet([
-        Finding("F1", "m", "1", "1.2.3", 0.91, center_mm=world, diameter_mm=12.0,
-                status=ReviewStatus.ACCEPTED),
-    ])  # fmt: skip
+    findings = FindingSet(
+        [
+            Finding(
+                "F1",
+                "m",
+                "1",
+                "1.2.3",
+                0.91,
+                center_mm=world,
+                diameter_mm=12.0,
+                status=ReviewStatus.ACCEPTED,
+            ),
+        ]
+    )
     v = view(qtbot, vol)
     v.set_findings(findings)
     green = STATUS_COLORS[ReviewStatus.ACCEPTED]
@@ -117,7 +127,7 @@ def test_coronal_pane_shows_a_sphere_where_it_is(qtbot):
     v = view(qtbot, vol, Plane.CORONAL)
     ck, cj, ci = vol.world_to_index(centre_world)
     v.set_index(round(cj))
-    v.window.set(0, 100)  # sphere white, background black
+    v.wl.set(0, 100)  # sphere white, background black
     img = v.grab().toImage()
     arr = np.frombuffer(img.convertToFormat(QImage.Format.Format_Grayscale8).constBits(), np.uint8)
     arr = arr.reshape(img.height(), -1)[:, : img.width()]
@@ -140,9 +150,9 @@ def test_window_presets_change_pixel_values(qtbot):
     vol = make_volume(fill=-600)
     v = view(qtbot, vol)
     c = v.image_to_screen(48, 56)
-    v.window.apply_preset("lung")  # centre -600: mid grey
+    v.wl.apply_preset("lung")  # centre -600: mid grey
     assert abs(pixel(v.grab().toImage(), c.x(), c.y())[0] - 127) <= 1
-    v.window.apply_preset("mediastinum")  # -600 is far below 40-200: black
+    v.wl.apply_preset("mediastinum")  # -600 is far below 40-200: black
     assert pixel(v.grab().toImage(), c.x(), c.y())[0] == 0
     vol.voxels[:] = 40
     v._cache_key = None
@@ -156,11 +166,10 @@ def test_click_on_marker_selects_finding_and_moves_cursor(qtbot):
     vol = make_volume()
     world = tuple(float(c) for c in vol.index_to_world((10.0, 30.0, 40.0)))
     v = view(qtbot, vol)
-    v.set_findings(FindingSet([Finding("F9", "m", "1", "", 0.5, center_mm=world,
-                                       diameter_mm=8.0)]))  # fmt: skip
+    v.set_findings(FindingSet([Finding("F9", "m", "1", "", 0.5, center_mm=world, diameter_mm=8.0)]))
     v.set_index(10)
     pt = v.image_to_screen(30, 40)
     with qtbot.waitSignal(v.finding_clicked) as sig:
         qtbot.mouseClick(v, Qt.MouseButton.LeftButton, pos=QPoint(round(pt.x()), round(pt.y())))
-    assert sig.args == ["F9"] and v.cursor.selected_finding == "F9"
-    assert np.allclose(v.cursor.world, world)
+    assert sig.args == ["F9"] and v.nav.selected_finding == "F9"
+    assert np.allclose(v.nav.world, world)

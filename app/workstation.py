@@ -1,0 +1,326 @@
+"""The reading workstation window: study browser, reading panes, findings and heatmap
+controls, wired to the archive, the storage SCP and the outbox."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.settings import Settings
+from core.display import WINDOW_PRESETS, AiVisibility, HeatmapLayer, WindowLevel
+from core.findings import FindingSet
+from core.navigation import Cursor
+from core.volume import Volume
+from dicom_net.archive import InstanceRecord, LocalArchive
+from dicom_net.errors import DicomNetError
+from dicom_net.outbox import Outbox, OutboxWorker
+from dicom_net.storage_server import StorageServer
+from viewers.findings_panel import FindingsPanel
+from viewers.heatmap_controls import HeatmapControlsPanel
+from viewers.reading_view import Layout, ReadingView
+from viewers.slice_view import Tool
+from viewers.study_browser import StudyBrowserPanel
+from viewers.tasks import run_task
+from viewers.theme import apply_dark_theme, icon
+
+log = logging.getLogger(__name__)
+
+CT_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
+
+SHORTCUTS = [
+    ("Mouse wheel / Up, Down", "previous / next slice (PgUp/PgDn: 10)"),
+    ("Left-drag", "window / level"),
+    ("Left-click", "crosshair here; on a marker: select the finding"),
+    ("Right-drag", "zoom"),
+    ("Middle-drag", "pan"),
+    *[(p.key, f"{p.name} window (L {p.center:.0f} / W {p.width:.0f})") for p in WINDOW_PRESETS],
+    ("H", "show / hide all AI (markers and heatmaps)"),
+    ("F2 / F3 / F4", "layout: 1x1 / slice + heatmap / MPR + 3D"),
+    ("M / O / Esc", "length tool / ROI (mean, SD HU) / back to navigation"),
+    ("R", "reset zoom and pan"),
+]
+
+
+def pick_ct_series(instances: list[InstanceRecord]) -> list[InstanceRecord]:
+    """The study's main CT series: the one with the most CT images."""
+    by_series: dict[str, list[InstanceRecord]] = {}
+    for inst in instances:
+        if inst.sop_class_uid in CT_CLASSES:
+            by_series.setdefault(inst.series_instance_uid, []).append(inst)
+    if not by_series:
+        return []
+    return max(by_series.values(), key=len)
+
+
+class Workstation(QMainWindow):
+    def __init__(self, settings: Settings, archive: LocalArchive):
+        super().__init__()
+        self.settings = settings
+        self.archive = archive
+        self.setWindowTitle("Loupe")
+        self.window_level = WindowLevel()
+        self.nav = Cursor()
+        self.ai = AiVisibility()
+        self.heatmap_layer = HeatmapLayer()
+        self.findings = FindingSet()
+        self.volume: Volume | None = None
+        self.study_uid: str | None = None
+        self.loaded_at: float | None = None
+        self.server: StorageServer | None = None
+        self.outbox_worker: OutboxWorker | None = None
+
+        self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
+        self.reading.set_findings(self.findings)
+        self.placeholder = QLabel("Double-click a study to open it")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.center = QStackedWidget()
+        self.center.addWidget(self.placeholder)
+        self.center.addWidget(self.reading)
+        self.setCentralWidget(self.center)
+
+        self.browser = StudyBrowserPanel(archive, settings.local, settings.nodes)
+        self.browser.open_study.connect(self.open_study)
+        studies_dock = self._dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.findings_panel = FindingsPanel(self.nav)
+        self.findings_panel.set_findings(self.findings)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.findings_panel, 1)
+        rl.addWidget(HeatmapControlsPanel(self.heatmap_layer))
+        findings_dock = self._dock("Findings", right, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._build_toolbar()
+        self.status = self.statusBar()
+        self.device_label = QLabel("AI: no analysis yet")
+        self.status.addPermanentWidget(self.device_label)
+        self.resize(1600, 960)
+        self.resizeDocks([studies_dock, findings_dock], [420, 380], Qt.Orientation.Horizontal)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(
+        self, text: str, icon_name: str, shortcut: str | None, slot: Any, checkable: bool = False
+    ) -> QAction:
+        a = QAction(icon(icon_name), text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.setToolTip(f"{text} ({shortcut})")
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Reading")
+        tb.setObjectName("reading-toolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.addToolBar(tb)
+        layouts = QActionGroup(self)
+        for text, ic, key, mode in (
+            ("1x1", "fa5s.square", "F2", Layout.SINGLE),
+            ("Slice + heatmap", "fa5s.columns", "F3", Layout.SIDE_BY_SIDE),
+            ("MPR + 3D", "fa5s.th-large", "F4", Layout.MPR),
+        ):
+            a = self._action(text, ic, key, lambda _c=False, m=mode: self.set_layout(m), True)
+            a.setChecked(mode is self.reading.layout_mode)
+            layouts.addAction(a)
+            tb.addAction(a)
+        tb.addSeparator()
+        for preset in WINDOW_PRESETS:
+            a = self._action(
+                preset.name,
+                "fa5s.adjust",
+                preset.key,
+                lambda _c=False, n=preset.name: self.window_level.apply_preset(n),
+            )
+            tb.addAction(a)
+        tb.addSeparator()
+        self.ai_action = self._action("AI overlays", "fa5s.eye", "H", self.ai.toggle, True)
+        self.ai_action.setChecked(True)
+        self.ai.changed.connect(self.ai_action.setChecked)
+        tb.addAction(self.ai_action)
+        tb.addSeparator()
+        tb.addAction(
+            self._action("Length", "fa5s.ruler", "M", lambda: self.reading.set_tool(Tool.LENGTH))
+        )
+        tb.addAction(
+            self._action("ROI", "fa5.circle", "O", lambda: self.reading.set_tool(Tool.ROI))
+        )
+        tb.addAction(
+            self._action(
+                "Navigate",
+                "fa5s.mouse-pointer",
+                "Esc",
+                lambda: self.reading.set_tool(Tool.NAVIGATE),
+            )
+        )
+        tb.addAction(self._action("Reset view", "fa5s.expand", "R", self.reading.reset_views))
+        tb.addSeparator()
+        tb.addAction(self._action("Shortcuts", "fa5s.keyboard", "F1", self.show_shortcuts))
+
+    def set_layout(self, mode: Layout) -> None:
+        self.reading.set_layout(mode)
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        QMessageBox.information(self, "Shortcuts", f"<table cellpadding=3>{rows}</table>")
+
+    # -- services ---------------------------------------------------------------------------
+    def start_services(self) -> None:
+        """Our storage SCP and the outbox run while the workstation runs."""
+        server = StorageServer(
+            self.archive,
+            self.settings.local,
+            node_for_ae=self.settings.node_for_ae,
+            on_stored=lambda _s: None,
+        )
+        try:
+            server.start()
+            self.server = server
+            self.browser.ingest = server.ingest
+            self.status.showMessage(
+                f"{self.settings.local.ae_title} receiving on port {server.port}", 8000
+            )
+        except DicomNetError as exc:
+            self.status.showMessage(f"Receiver not started: {exc}")
+        self.outbox_worker = OutboxWorker(
+            Outbox(self.archive), self.settings.local, self.settings.nodes_by_name
+        )
+        self.outbox_worker.start()
+
+    def stop_services(self) -> None:
+        if self.outbox_worker is not None:
+            self.outbox_worker.stop()
+        if self.server is not None:
+            self.server.stop()
+
+    def closeEvent(self, event: Any) -> None:
+        self.stop_services()
+        super().closeEvent(event)
+
+    # -- studies ----------------------------------------------------------------------------
+    def open_study(self, study_uid: str) -> None:
+        instances = self.archive.instances(study_instance_uid=study_uid)
+        if not instances:
+            self.status.showMessage(f"Study {study_uid} is not in the local archive")
+            return
+        self.study_uid = study_uid
+        series = pick_ct_series(instances)
+        if not series:
+            self.status.showMessage("No CT series in this study")
+            return
+        paths = [i.path for i in series]
+        self.status.showMessage(f"Loading {len(paths)} images ...")
+        started = time.perf_counter()
+
+        def load(progress: Any) -> Volume:
+            from core.loading import load_series
+
+            return load_series(paths)
+
+        def done(volume: Volume) -> None:
+            self.loaded_at = time.perf_counter()
+            self.show_volume(volume)
+            msg = f"Loaded {volume.shape[0]} slices in {self.loaded_at - started:.1f} s"
+            if volume.warnings:
+                msg += " - " + "; ".join(volume.warnings)
+            self.status.showMessage(msg)
+
+        run_task(
+            load,
+            on_done=done,
+            on_failed=lambda m: self.status.showMessage(f"Cannot open study: {m}"),
+        )
+
+    def show_volume(self, volume: Volume) -> None:
+        self.volume = volume
+        self.center.setCurrentWidget(self.reading)
+        self.reading.set_volume(volume)
+        self.findings.replace_all([])
+        self.reading.set_heatmap(None)
+        self.window_level.apply_preset("lung")
+
+    # -- screenshots ------------------------------------------------------------------------
+    def screenshot(self, path: Path) -> None:
+        """The window as the reader sees it, VTK pane included (grab() misses GL content)."""
+        QApplication.processEvents()
+        img = self.grab().toImage()
+        view3d = self.reading.view3d
+        if view3d is not None and view3d.isVisible() and hasattr(view3d, "render_to_array"):
+            arr = np.ascontiguousarray(view3d.render_to_array())
+            vtk_img = QImage(
+                arr.data, arr.shape[1], arr.shape[0], 3 * arr.shape[1], QImage.Format.Format_RGB888
+            ).copy()
+            top_left = view3d.mapTo(self, view3d.rect().topLeft())
+            p = QPainter(img)
+            p.drawImage(top_left, vtk_img.scaled(view3d.size()))
+            p.end()
+        img.save(str(path))
+
+
+def run_workstation(settings: Settings, args: argparse.Namespace) -> int:
+    """`loupe` and `loupe open`: the window; with --screenshot, render once and exit."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    apply_dark_theme(app)
+    archive = LocalArchive(settings.storage)
+    win = Workstation(settings, archive)
+    win.start_services()
+    study_uid = getattr(args, "study_uid", None)
+    screenshot = getattr(args, "screenshot", None)
+    layout = getattr(args, "layout", None)
+    if layout:
+        win.set_layout(Layout(layout))
+    win.show()
+    if study_uid:
+        win.open_study(study_uid)
+    exit_code = 0
+    if screenshot:
+        deadline = time.monotonic() + 120
+
+        def poll() -> None:
+            nonlocal exit_code
+            ready = win.volume is not None or not study_uid
+            if ready or time.monotonic() > deadline:
+                if not ready:
+                    print("loupe: the study did not load within 120 s", file=sys.stderr)
+                    exit_code = 1
+                QTimer.singleShot(300, finish)
+                return
+            QTimer.singleShot(100, poll)
+
+        def finish() -> None:
+            win.screenshot(Path(screenshot))
+            win.close()
+            app.quit()
+
+        QTimer.singleShot(100, poll)
+    app.exec()
+    win.stop_services()
+    return exit_code
