@@ -79,13 +79,22 @@ def _lut(stops: list[tuple[float, tuple[int, int, int]]]) -> npt.NDArray[np.uint
 
 # 256-entry RGB colour maps. "hot" ends in white, "jet"-like "turbo" in dark red.
 COLOR_MAPS: dict[str, npt.NDArray[np.uint8]] = {
-    "hot": _lut([(0.0, (0, 0, 0)), (0.375, (255, 0, 0)), (0.75, (255, 255, 0)),
-                 (1.0, (255, 255, 255))]),
-    "turbo": _lut([(0.0, (48, 18, 59)), (0.25, (40, 150, 240)), (0.5, (100, 250, 90)),
-                   (0.75, (250, 180, 40)), (1.0, (122, 4, 3))]),
-    "magma": _lut([(0.0, (0, 0, 4)), (0.33, (114, 31, 129)), (0.66, (241, 96, 93)),
-                   (1.0, (252, 253, 191))]),
-}  # fmt: skip
+    "hot": _lut(
+        [(0.0, (0, 0, 0)), (0.375, (255, 0, 0)), (0.75, (255, 255, 0)), (1.0, (255, 255, 255))]
+    ),
+    "turbo": _lut(
+        [
+            (0.0, (48, 18, 59)),
+            (0.25, (40, 150, 240)),
+            (0.5, (100, 250, 90)),
+            (0.75, (250, 180, 40)),
+            (1.0, (122, 4, 3)),
+        ]
+    ),
+    "magma": _lut(
+        [(0.0, (0, 0, 4)), (0.33, (114, 31, 129)), (0.66, (241, 96, 93)), (1.0, (252, 253, 191))]
+    ),
+}
 
 
 class BlendMode(enum.StrEnum):
@@ -96,8 +105,13 @@ class BlendMode(enum.StrEnum):
 class HeatmapLayer:
     """How a probability map is shown: colour map, opacity, threshold (below: transparent)."""
 
-    def __init__(self, color_map: str = "hot", opacity: float = 0.6, threshold: float = 0.1,
-                 blend: BlendMode = BlendMode.BLENDED):  # fmt: skip
+    def __init__(
+        self,
+        color_map: str = "hot",
+        opacity: float = 0.6,
+        threshold: float = 0.1,
+        blend: BlendMode = BlendMode.BLENDED,
+    ):
         self._color_map = color_map
         self._opacity = opacity
         self._threshold = threshold
@@ -111,9 +125,15 @@ class HeatmapLayer:
     blend = property(lambda self: self._blend)
     visible = property(lambda self: self._visible)
 
-    def update(self, *, color_map: str | None = None, opacity: float | None = None,
-               threshold: float | None = None, blend: BlendMode | None = None,
-               visible: bool | None = None) -> None:  # fmt: skip
+    def update(
+        self,
+        *,
+        color_map: str | None = None,
+        opacity: float | None = None,
+        threshold: float | None = None,
+        blend: BlendMode | None = None,
+        visible: bool | None = None,
+    ) -> None:
         if color_map is not None and color_map not in COLOR_MAPS:
             raise ValueError(f"unknown colour map {color_map!r} (have {', '.join(COLOR_MAPS)})")
         if opacity is not None and not 0.0 <= opacity <= 1.0:
@@ -129,8 +149,7 @@ class HeatmapLayer:
         )
         old = (self._color_map, self._opacity, self._threshold, self._blend, self._visible)
         if new != old:
-            (self._color_map, self._opacity, self._threshold, self._blend,
-             self._visible) = new  # fmt: skip
+            (self._color_map, self._opacity, self._threshold, self._blend, self._visible) = new
             self.changed.emit(self)
 
     def colorize(

@@ -57,8 +57,9 @@ def resample_to_grid(
         return img
 
     src = to_image(probabilities.astype(np.float32), source_affine)
-    ref = sitk.Image([int(target_shape[2]), int(target_shape[1]), int(target_shape[0])],
-                     sitk.sitkFloat32)  # fmt: skip
+    ref = sitk.Image(
+        [int(target_shape[2]), int(target_shape[1]), int(target_shape[0])], sitk.sitkFloat32
+    )
     ref.SetOrigin(tuple(float(v) for v in target_affine[:3, 3]))
     spacing = np.linalg.norm(target_affine[:3, :3], axis=0)
     ref.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))

@@ -67,8 +67,9 @@ def pixel_to_index(
     return k, col, float(index)
 
 
-def index_to_pixel(volume: Volume, plane: Plane, kji: tuple[float, float, float]
-                   ) -> tuple[float, float, float]:  # fmt: skip
+def index_to_pixel(
+    volume: Volume, plane: Plane, kji: tuple[float, float, float]
+) -> tuple[float, float, float]:
     """Voxel (k, j, i) -> (slice index along the plane normal, row, col) in that plane."""
     k, j, i = kji
     nk = volume.shape[0]
