@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ class Workstation(QMainWindow):
         self.loaded_at: float | None = None
         self.server: StorageServer | None = None
         self.outbox_worker: OutboxWorker | None = None
+        self._load_cancel: threading.Event | None = None
+        self.first_image_s: float | None = None
 
         self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
         self.reading.set_findings(self.findings)
@@ -237,30 +240,74 @@ class Workstation(QMainWindow):
             return
         paths = [i.path for i in series]
         self.status.showMessage(f"Loading {len(paths)} images ...")
+        if self._load_cancel is not None:
+            self._load_cancel.set()  # a newer study wins
+        cancel = threading.Event()
+        self._load_cancel = cancel
         started = time.perf_counter()
+        self.first_image_s = None
 
         def load(progress: Any) -> Volume:
-            from core.loading import load_series
+            from core.loading import SeriesLoader
 
-            return load_series(paths)
+            loader = SeriesLoader(paths, cancel=cancel.is_set)
+            plan = loader.plan
+            provisional = Volume(
+                voxels=loader.voxels,
+                affine=plan.affine,
+                frame_of_reference_uid=plan.frame_of_reference_uid,
+                study_instance_uid=plan.study_instance_uid,
+                series_instance_uid=plan.series_instance_uid,
+                modality=plan.modality,
+                sop_instance_uids=plan.sop_instance_uids,
+                frame_numbers=plan.frame_numbers,
+            )
+            # The viewer opens on the middle slice: decode it first, then the rest in order.
+            for n, _k in enumerate(loader.iter_slices(first=plan.shape[0] // 2)):
+                if n == 0:
+                    progress(("first", provisional))
+                elif n % 24 == 0:
+                    progress(("more", n))
+            return loader.volume()
+
+        def on_progress(event: tuple[str, Any]) -> None:
+            if cancel.is_set():
+                return
+            kind, value = event
+            if kind == "first":
+                self.first_image_s = time.perf_counter() - started
+                self.show_volume(value)
+            else:
+                self.reading.refresh()
+                self.status.showMessage(f"Loading: {value} of {len(paths)} images ...")
 
         def done(volume: Volume) -> None:
+            if cancel.is_set():
+                return
             self.loaded_at = time.perf_counter()
-            self.show_volume(volume)
-            msg = f"Loaded {volume.shape[0]} slices in {self.loaded_at - started:.1f} s"
+            self.show_volume(volume, keep_position=True)
+            msg = (
+                f"Loaded {volume.shape[0]} slices in {self.loaded_at - started:.1f} s "
+                f"(first image after {self.first_image_s or 0:.2f} s)"
+            )
             if volume.warnings:
                 msg += " - " + "; ".join(volume.warnings)
             self.status.showMessage(msg)
 
-        run_task(
-            load,
-            on_done=done,
-            on_failed=lambda m: self.status.showMessage(f"Cannot open study: {m}"),
-        )
+        def failed(message: str) -> None:
+            if not cancel.is_set():
+                self.status.showMessage(f"Cannot open study: {message}")
 
-    def show_volume(self, volume: Volume) -> None:
-        self.volume = volume
+        run_task(load, on_done=done, on_failed=failed, on_progress=on_progress)
+
+    def show_volume(self, volume: Volume, *, keep_position: bool = False) -> None:
+        """Show a volume; `keep_position` when it is the finished form of the one shown."""
         self.center.setCurrentWidget(self.reading)
+        if keep_position and self.volume is not None:
+            self.volume = volume
+            self.reading.replace_volume(volume)
+            return
+        self.volume = volume
         self.reading.set_volume(volume)
         self.findings.replace_all([])
         self.reading.set_heatmap(None)

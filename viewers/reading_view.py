@@ -107,6 +107,18 @@ class ReadingView(QWidget):
         if self.view3d is not None and volume is not None:
             self.view3d.set_volume(volume)  # type: ignore[attr-defined]
 
+    def replace_volume(self, volume: Volume) -> None:
+        """The finished volume of the series on screen: keep slice, zoom and pan."""
+        for v in self.slice_views:
+            v.replace_volume(volume)
+        if self.view3d is not None:
+            self.view3d.set_volume(volume)  # type: ignore[attr-defined]
+
+    def refresh(self) -> None:
+        """Slices were filled in the volume on screen (progressive loading): repaint."""
+        for v in self.slice_views:
+            v.invalidate()
+
     def set_findings(self, findings: FindingSet | None) -> None:
         for v in self.slice_views:
             v.set_findings(findings)

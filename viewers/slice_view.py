@@ -118,6 +118,15 @@ class SliceView(QWidget):
             self._index = slice_count(volume, self.plane) // 2
         self.update()
 
+    def replace_volume(self, volume: Volume) -> None:
+        """Same series, finished loading: keep the index, zoom, pan and measurements."""
+        self.volume = volume
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self._cache_key = None
+        self.update()
+
     def set_heatmap(self, heatmap: npt.NDArray[np.uint8] | None, layer: HeatmapLayer) -> None:
         if heatmap is not None and self.volume is not None and heatmap.shape != self.volume.shape:
             raise ValueError(f"heatmap grid {heatmap.shape} != volume {self.volume.shape}")
