@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -11,6 +13,26 @@ from pathlib import Path
 
 import pytest
 from peers import IN_CI
+
+_held: list[int] = []
+
+
+def _hold_connection(display: str) -> None:
+    """Keep one X connection open for the whole run: between tests whose windows come and
+    go (and child processes that connect and leave), Xvfb never sees zero clients."""
+    lib = ctypes.util.find_library("X11")
+    if lib is None:
+        pytest.fail("libX11 not found: bash .ci/setup installs the X libraries")
+    x11 = ctypes.CDLL(lib)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    for _ in range(50):
+        handle = x11.XOpenDisplay(display.encode())
+        if handle:
+            _held.append(handle)
+            return
+        time.sleep(0.1)
+    pytest.fail(f"cannot connect to Xvfb on {display}")
 
 
 def _start_xvfb() -> subprocess.Popen[bytes] | None:
@@ -25,13 +47,17 @@ def _start_xvfb() -> subprocess.Popen[bytes] | None:
     for display in range(91, 140):
         if Path(f"/tmp/.X11-unix/X{display}").exists() or Path(f"/tmp/.X{display}-lock").exists():
             continue
+        # -terminate: Xvfb exits by itself when its last client (this process) is gone, so
+        # it is never killed under a live Qt or VTK connection (that aborts with an XIO error).
         proc = subprocess.Popen(
-            [xvfb, f":{display}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+            [xvfb, f":{display}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp",
+             "-terminate"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for _ in range(50):
             if Path(f"/tmp/.X11-unix/X{display}").exists():
                 os.environ["DISPLAY"] = f":{display}"
+                _hold_connection(f":{display}")
                 return proc
             if proc.poll() is not None:
                 break
@@ -43,8 +69,5 @@ def _start_xvfb() -> subprocess.Popen[bytes] | None:
 @pytest.fixture(scope="session", autouse=True)
 def x_display() -> Iterator[None]:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    proc = _start_xvfb()
-    yield
-    if proc is not None:
-        proc.terminate()
-        proc.wait(timeout=10)
+    _start_xvfb()
+    yield  # Xvfb ends by itself after this process exits (-terminate)
