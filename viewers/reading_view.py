@@ -4,10 +4,12 @@ MPR + 3D), all sharing window/level, cursor, AI visibility, findings and heatmap
 from __future__ import annotations
 
 import enum
+import logging
 
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from core.display import AiVisibility, HeatmapLayer, WindowLevel
 from core.findings import FindingSet
@@ -15,6 +17,8 @@ from core.mpr import Plane
 from core.navigation import Cursor
 from core.volume import Volume
 from viewers.slice_view import SliceView, Tool
+
+log = logging.getLogger(__name__)
 
 
 class Layout(enum.StrEnum):
@@ -42,6 +46,8 @@ class ReadingView(QWidget):
         self.coronal = SliceView(Plane.CORONAL, window, cursor, ai)
         self.sagittal = SliceView(Plane.SAGITTAL, window, cursor, ai)
         self.view3d: QWidget | None = None
+        self.view3d_error: str | None = None
+        self._error_label: QLabel | None = None
         self.slice_views = (self.axial, self.heat, self.coronal, self.sagittal)
         # The heatmap pane follows the axial pane (same position), and back.
         self.axial.index_changed.connect(self.heat.set_index)
@@ -54,9 +60,18 @@ class ReadingView(QWidget):
 
     def _ensure_3d(self) -> QWidget:
         if self.view3d is None:
-            from viewers.volume_3d_view import Volume3DView
+            try:
+                from viewers.volume_3d_view import Volume3DView
 
-            view = Volume3DView()
+                view = Volume3DView()
+            except Exception as exc:  # no OpenGL, broken VTK: the 2-D panes still work
+                log.error("3D view unavailable: %s", exc)
+                self.view3d_error = str(exc)
+                if self._error_label is None:
+                    self._error_label = QLabel(f"3D view unavailable:\n{exc}")
+                    self._error_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+                    self._error_label.setWordWrap(True)
+                return self._error_label
             view.finding_clicked.connect(self._jump_to_finding)
             self.view3d = view
             if self.axial.volume is not None:
