@@ -46,6 +46,12 @@ from viewers.theme import apply_dark_theme, icon
 log = logging.getLogger(__name__)
 
 CT_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
+FRAME_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture (endoscopy stills are often SC)
+}
 
 SHORTCUTS = [
     ("Mouse wheel / Up, Down", "previous / next slice (PgUp/PgDn: 10)"),
@@ -90,6 +96,8 @@ class Workstation(QMainWindow):
         self.outbox_worker: OutboxWorker | None = None
         self._load_cancel: threading.Event | None = None
         self.first_image_s: float | None = None
+        self.endoscopy: Any = None
+        self.review_frames: list[Any] = []
 
         self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
         self.reading.set_findings(self.findings)
@@ -236,7 +244,11 @@ class Workstation(QMainWindow):
         self.study_uid = study_uid
         series = pick_ct_series(instances)
         if not series:
-            self.status.showMessage("No CT series in this study")
+            frames = [i for i in instances if i.sop_class_uid in FRAME_CLASSES]
+            if frames:
+                self.open_frames(frames)
+            else:
+                self.status.showMessage("Nothing Loupe can show in this study (no CT, no frames)")
             return
         paths = [i.path for i in series]
         self.status.showMessage(f"Loading {len(paths)} images ...")
@@ -300,6 +312,50 @@ class Workstation(QMainWindow):
 
         run_task(load, on_done=done, on_failed=failed, on_progress=on_progress)
 
+    def open_frames(self, instances: list[InstanceRecord]) -> None:
+        """Endoscopy review: every frame of the study, decoded off the GUI thread."""
+        from viewers.endoscopy_view import ReviewFrame
+
+        paths = [i.path for i in sorted(instances, key=lambda i: i.instance_number or 0)]
+        self.status.showMessage(f"Loading {len(paths)} endoscopy images ...")
+
+        def load(_progress: Any) -> tuple[list[ReviewFrame], tuple[str, ...]]:
+            from core.frames import open_frames
+
+            seq = open_frames(paths)
+            frames = []
+            for n, ref in enumerate(seq):
+                frames.append(
+                    ReviewFrame(ref.key.sop_instance_uid, ref.key.frame_number, seq.rgb(n))
+                )
+            return frames, tuple(seq.warnings)
+
+        def done(result: tuple[list[ReviewFrame], tuple[str, ...]]) -> None:
+            frames, warnings = result
+            panel = self._endoscopy_panel()
+            panel.set_frames(frames)
+            self.center.setCurrentWidget(panel)
+            self.review_frames = frames
+            msg = f"{len(frames)} endoscopy frames"
+            if warnings:
+                msg += " - " + "; ".join(warnings)
+            self.status.showMessage(msg)
+
+        run_task(
+            load,
+            on_done=done,
+            on_failed=lambda m: self.status.showMessage(f"Cannot open frames: {m}"),
+        )
+
+    def _endoscopy_panel(self) -> Any:
+        if self.endoscopy is None:
+            from viewers.endoscopy_view import EndoscopyReviewPanel
+
+            self.endoscopy = EndoscopyReviewPanel()
+            self.endoscopy.set_ai_visibility(self.ai)
+            self.center.addWidget(self.endoscopy)
+        return self.endoscopy
+
     def show_volume(self, volume: Volume, *, keep_position: bool = False) -> None:
         """Show a volume; `keep_position` when it is the finished form of the one shown."""
         self.center.setCurrentWidget(self.reading)
@@ -353,7 +409,7 @@ def run_workstation(settings: Settings, args: argparse.Namespace) -> int:
 
         def poll() -> None:
             nonlocal exit_code
-            ready = win.volume is not None or not study_uid
+            ready = win.volume is not None or bool(win.review_frames) or not study_uid
             if ready or time.monotonic() > deadline:
                 if not ready:
                     print("loupe: the study did not load within 120 s", file=sys.stderr)

@@ -104,3 +104,20 @@ def test_loupe_open_screenshot(tmp_path, small_ct):
     grey = img.convertToFormat(QImage.Format.Format_Grayscale8)
     values = [grey.pixelColor(x, 480).red() for x in range(500, 1100, 10)]
     assert sum(v > 60 for v in values) > 20
+
+
+def test_endoscopy_study_opens_in_review_mode(qtbot, workstation, tmp_path):
+    from core.synthetic.endoscopy import write_endoscopy_study
+
+    written, _truth = write_endoscopy_study(
+        tmp_path / "es", seed=3, frames=6, patient_id="ES-1", patient_name="Test^Scope"
+    )
+    import_paths(workstation.archive, [tmp_path / "es"])
+    workstation.open_study(written.study_instance_uid)
+    qtbot.waitUntil(lambda: len(workstation.review_frames) == 6, timeout=30000)
+    panel = workstation.endoscopy
+    assert workstation.center.currentWidget() is panel
+    assert [f.frame for f in workstation.review_frames] == [1] * 6
+    first = workstation.review_frames[0]
+    assert first.sop_instance_uid == written.sop_instance_uids[0]
+    assert first.rgb.shape == (480, 480, 3)
