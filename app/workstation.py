@@ -368,6 +368,9 @@ class Workstation(QMainWindow):
         self.findings.replace_all([])
         self.reading.set_heatmap(None)
         self.window_level.apply_preset("lung")
+        # Crosshair at the middle of the volume: every MPR pane starts on the same point.
+        centre = volume.index_to_world([(n - 1) / 2 for n in volume.shape])
+        self.nav.move_to((float(centre[0]), float(centre[1]), float(centre[2])))
 
     # -- screenshots ------------------------------------------------------------------------
     def screenshot(self, path: Path) -> None:

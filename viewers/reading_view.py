@@ -63,7 +63,8 @@ class ReadingView(QWidget):
             try:
                 from viewers.volume_3d_view import Volume3DView
 
-                view = Volume3DView()
+                # Software OpenGL (no GPU) ray casts ~2 M voxels interactively.
+                view = Volume3DView(max_voxels=2_000_000)
             except Exception as exc:  # no OpenGL, broken VTK: the 2-D panes still work
                 log.error("3D view unavailable: %s", exc)
                 self.view3d_error = str(exc)
@@ -111,7 +112,12 @@ class ReadingView(QWidget):
             ]
         for w, r, c in placements:
             self.grid.addWidget(w, r, c)
+            w.setMinimumSize(160, 160)
             w.show()
+        # Equal panes, whatever each widget would like to be.
+        for n in range(2):
+            self.grid.setColumnStretch(n, 1 if n < max(c for _, _, c in placements) + 1 else 0)
+            self.grid.setRowStretch(n, 1 if n < max(r for _, r, _ in placements) + 1 else 0)
         for v in self.slice_views:
             v.show_crosshair = mode is Layout.MPR
             v.update()

@@ -44,6 +44,15 @@ def orientation_letter(vector: npt.NDArray[np.float64]) -> str:
     return pos if vector[axis] > 0 else neg
 
 
+def _shadow_text(p: QPainter, x: float, y: float, text: str) -> None:
+    """Overlay text readable on bright and dark pixels alike (dark outline, light text)."""
+    p.setPen(QColor(0, 0, 0))
+    for dx, dy in ((1, 1), (-1, -1), (1, -1), (-1, 1)):
+        p.drawText(QPointF(x + dx, y + dy), text)
+    p.setPen(OVERLAY_TEXT)
+    p.drawText(QPointF(x, y), text)
+
+
 class Tool(enum.StrEnum):
     NAVIGATE = "navigate"
     LENGTH = "length"
@@ -346,7 +355,6 @@ class SliceView(QWidget):
 
     def _paint_text(self, p: QPainter) -> None:
         assert self.volume is not None
-        p.setPen(OVERLAY_TEXT)
         font = QFont(self.font())
         font.setPointSizeF(9)
         p.setFont(font)
@@ -358,14 +366,16 @@ class SliceView(QWidget):
         axis = {Plane.AXIAL: 2, Plane.CORONAL: 1, Plane.SAGITTAL: 0}[self.plane]
         lines = [f"{title}  {self._index + 1}/{n}", f"pos {center[axis]:.1f} mm"]
         for k, line in enumerate(lines):
-            p.drawText(6, 4 + lh * (k + 1), line)
-        p.drawText(6, self.height() - 6, f"W {self.wl.width:.0f}  L {self.wl.center:.0f}")
+            _shadow_text(p, 6, 4 + lh * (k + 1), line)
+        _shadow_text(p, 6, self.height() - 6, f"W {self.wl.width:.0f}  L {self.wl.center:.0f}")
         if self._hover is not None:
             v = self.value_at(*self._hover)
             if v is not None:
                 w = self.world_at(*self._hover)
                 text = f"{v:.0f} HU  ({w[0]:.1f}, {w[1]:.1f}, {w[2]:.1f}) mm"
-                p.drawText(self.width() - fm.horizontalAdvance(text) - 6, self.height() - 6, text)
+                _shadow_text(
+                    p, self.width() - fm.horizontalAdvance(text) - 6, self.height() - 6, text
+                )
         # Orientation letters from the screen axes' directions in LPS.
         c0 = self.volume.index_to_world(pixel_to_index(self.volume, self.plane, self._index, 0, 0))
         c_right = self.volume.index_to_world(
@@ -378,10 +388,10 @@ class SliceView(QWidget):
         down = orientation_letter(c_down - c0)
         left = orientation_letter(c0 - c_right)
         up = orientation_letter(c0 - c_down)
-        p.drawText(self.width() - 16, self.height() // 2, right)
-        p.drawText(6, self.height() // 2, left)
-        p.drawText(self.width() // 2, lh + 2, up)
-        p.drawText(self.width() // 2, self.height() - lh - 4, down)
+        _shadow_text(p, self.width() - 16, self.height() // 2, right)
+        _shadow_text(p, 6, self.height() // 2, left)
+        _shadow_text(p, self.width() // 2, lh + 2, up)
+        _shadow_text(p, self.width() // 2, self.height() - lh - 4, down)
 
     # -- interaction --------------------------------------------------------------------------
     def _on_cursor_moved(self, world: tuple[float, float, float]) -> None:
