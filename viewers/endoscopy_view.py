@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import qtawesome as qta
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -501,6 +501,13 @@ class EndoscopyReviewPanel(QWidget):
         self._prev.clicked.connect(self._model.previous)
         self._next = self._tool_button("fa5s.chevron-right", "Next frame (Right, N)")
         self._next.clicked.connect(self._model.next)
+        # Cine: play the frames in display order (Space), 8 frames per second.
+        self.play_button = self._tool_button("fa5s.play", "Cine play / pause (Space)")
+        self.play_button.setCheckable(True)
+        self.play_button.toggled.connect(self._set_playing)
+        self._cine = QTimer(self)
+        self._cine.setInterval(125)
+        self._cine.timeout.connect(self._cine_step)
         self._position = QLabel()
         self._info = QLabel()
         self._info.setTextFormat(Qt.TextFormat.RichText)
@@ -524,6 +531,7 @@ class EndoscopyReviewPanel(QWidget):
         bar.setSpacing(6)
         bar.addWidget(self._prev)
         bar.addWidget(self._next)
+        bar.addWidget(self.play_button)
         bar.addWidget(self._position)
         bar.addSpacing(12)
         bar.addWidget(self._info, 1)
@@ -614,6 +622,8 @@ class EndoscopyReviewPanel(QWidget):
             self._model.next()
         elif key in (Qt.Key.Key_Left, Qt.Key.Key_P):
             self._model.previous()
+        elif key == Qt.Key.Key_Space:
+            self.play_button.toggle()
         elif key == Qt.Key.Key_Home and self._model.order:
             self._model.select_position(0)
         elif key == Qt.Key.Key_End and self._model.order:
@@ -624,6 +634,20 @@ class EndoscopyReviewPanel(QWidget):
         event.accept()
 
     # ------------------------------------------------------------------ internals
+
+    def _set_playing(self, playing: bool) -> None:
+        self.play_button.setIcon(qta.icon("fa5s.pause" if playing else "fa5s.play", color=TEXT))
+        if playing:
+            self._cine.start()
+        else:
+            self._cine.stop()
+
+    def _cine_step(self) -> None:
+        if not self._model.next():  # loop back to the first frame at the end
+            if self._model.order:
+                self._model.select_position(0)
+            else:
+                self.play_button.setChecked(False)
 
     def _tool_button(self, icon: str, tip: str, text: str = "") -> QToolButton:
         b = QToolButton()

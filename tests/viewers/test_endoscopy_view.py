@@ -278,3 +278,26 @@ def test_colour_bar_shows_the_colour_map(panel):
     bottom = image.pixelColor(x, round(bar.value_to_y(0.01)))
     assert near((top.red(), top.green(), top.blue()), TOP, 12)
     assert near((bottom.red(), bottom.green(), bottom.blue()), (0, 0, 0), 12)
+
+
+@pytest.mark.gui
+def test_cine_plays_through_the_frames_and_space_pauses(qtbot):
+    from viewers.endoscopy_view import EndoscopyReviewPanel, ReviewFrame
+
+    frames = [
+        ReviewFrame(f"1.2.3.{n}", 1, np.full((32, 32, 3), 40 * n, np.uint8)) for n in range(4)
+    ]
+    panel = EndoscopyReviewPanel()
+    qtbot.addWidget(panel)
+    panel.set_frames(frames)
+    panel.show()
+    qtbot.waitExposed(panel)
+    start = panel.model.position
+    qtbot.keyClick(panel, Qt.Key.Key_Space)
+    assert panel.play_button.isChecked()
+    qtbot.waitUntil(lambda: panel.model.position == (start + 2) % 4, timeout=3000)
+    qtbot.keyClick(panel, Qt.Key.Key_Space)
+    assert not panel.play_button.isChecked()
+    stopped_at = panel.model.position
+    qtbot.wait(400)
+    assert panel.model.position == stopped_at
