@@ -609,7 +609,8 @@ class EndoscopyReviewPanel(QWidget):
         """Thumbnail tiles as laid out, left to right."""
         tiles = []
         for i in range(self._strip_layout.count()):
-            w = self._strip_layout.itemAt(i).widget()
+            item = self._strip_layout.itemAt(i)
+            w = item.widget() if item is not None else None
             if isinstance(w, ThumbnailTile):
                 tiles.append(w)
         return tiles

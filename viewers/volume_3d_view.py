@@ -498,7 +498,7 @@ class Volume3DView(QWidget):
             prop.SetColor(0.45, 0.65, 1.0)
         marker = vtkOrientationMarkerWidget()
         marker.SetOrientationMarker(cube)
-        marker.SetInteractor(iren)
+        marker.SetInteractor(iren)  # type: ignore[arg-type]
         marker.SetViewport(0.0, 0.0, 0.14, 0.2)
         marker.SetEnabled(1)
         marker.InteractiveOff()
@@ -550,10 +550,10 @@ class Volume3DView(QWidget):
         if actor is None:
             actor = vtkActor()
             mapper = vtkPolyDataMapper()
-            source = vtkSphereSource()
-            source.SetThetaResolution(32)
-            source.SetPhiResolution(24)
-            mapper.SetInputConnection(source.GetOutputPort())
+            sphere = vtkSphereSource()
+            sphere.SetThetaResolution(32)
+            sphere.SetPhiResolution(24)
+            mapper.SetInputConnection(sphere.GetOutputPort())
             actor.SetMapper(mapper)
             prop = actor.GetProperty()
             # Ambient + diffuse = 1: the sphere's centre (normal toward the headlight) shows the
@@ -564,7 +564,7 @@ class Volume3DView(QWidget):
             self._sphere_actors[finding.finding_id] = actor
             self._overlay.AddActor(actor)
             self._picker.AddPickList(actor)
-        source = actor.GetMapper().GetInputConnection(0, 0).GetProducer()
+        source: Any = actor.GetMapper().GetInputConnection(0, 0).GetProducer()
         source.SetCenter(*(float(v) for v in finding.center_mm))
         source.SetRadius(float(finding.diameter_mm or 5.0) / 2.0)
         r, g, b = STATUS_COLORS[finding.status]
