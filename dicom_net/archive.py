@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
+import secrets
 import sqlite3
 import threading
-import uuid
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ from dicom_net.errors import ArchiveError
 from dicom_net.header import InstanceHeader, check_complete, read_header
 
 SCHEMA_VERSION = 1
+# A partial file untouched this long belongs to no live writer.
+STALE_PART_S = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -179,6 +183,10 @@ class LocalArchive:
         self._local = threading.local()
         self._made_dirs: set[str] = set()
         self._dirs_lock = threading.Lock()
+        self._files_str = str(self.files_dir)
+        self._incoming_str = str(self.incoming_dir)
+        self._tmp_prefix = secrets.token_hex(6)
+        self._tmp_counter = itertools.count()
         self._db().executescript(_SCHEMA)
         with self.transaction() as db:
             db.execute(
@@ -221,24 +229,25 @@ class LocalArchive:
 
     def _clean_incoming(self) -> None:
         # Leftovers of writes interrupted before their atomic rename: never indexed, never
-        # acknowledged to the sender (the C-STORE response goes out after the rename).
+        # acknowledged to the sender (the C-STORE response goes out after the rename). Only
+        # old ones: another Loupe process may be writing into the same archive right now.
+        cutoff = time.time() - STALE_PART_S
         for stale in self.incoming_dir.glob("*.part"):
             with contextlib.suppress(OSError):
-                stale.unlink()
+                if stale.stat().st_mtime < cutoff:
+                    stale.unlink()
 
     # -- storing ----------------------------------------------------------------------
-    def _final_path(self, sop_instance_uid: str) -> Path:
+    def _final_path(self, sop_instance_uid: str) -> tuple[str, str]:
+        """(absolute path, storage-relative path) of an instance's file. The name is hex from a
+        hash, so it cannot leave the storage folder whatever the UID holds."""
         rel = file_name_for(sop_instance_uid)
-        parent = rel.rsplit("/", 1)[0]
+        parent = rel[:5]  # "ab/cd"
         if parent not in self._made_dirs:
-            (self.files_dir / parent).mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.join(self._files_str, parent), exist_ok=True)
             with self._dirs_lock:
                 self._made_dirs.add(parent)
-        path = self.files_dir / rel
-        # Defence in depth: the hash name cannot escape, but check anyway.
-        if self.files_dir not in path.parents:
-            raise ArchiveError(f"refusing to write outside the storage folder: {path}")
-        return path
+        return os.path.join(self._files_str, rel), "files/" + rel
 
     def store_bytes(
         self,
@@ -252,18 +261,19 @@ class LocalArchive:
         """Store one complete Part 10 object (preamble + meta + data set) as given."""
         if header is None:
             header = read_header(data, source=source)
-        tmp = self.incoming_dir / f"{uuid.uuid4().hex}.part"
-        final = self._final_path(header.sop_instance_uid)
+        # Plain strings and a counter: this runs once per received instance (hot path).
+        tmp = os.path.join(self._incoming_str, f"{self._tmp_prefix}-{next(self._tmp_counter)}.part")
+        final, rel = self._final_path(header.sop_instance_uid)
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise ArchiveError(f"{source}: cannot write to {self.files_dir} ({exc})") from exc
-        replaced = self._index(header, final, len(data), source_ae, source_node)
-        return StoredInstance(header=header, path=final, replaced=replaced)
+        replaced = self._index(header, rel, len(data), source_ae, source_node)
+        return StoredInstance(header=header, path=Path(final), replaced=replaced)
 
     def store_file(self, path: Path, *, source_node: str | None = None) -> StoredInstance:
         """Import a Part 10 file byte for byte (adding a file meta if it lacks one)."""
@@ -280,7 +290,7 @@ class LocalArchive:
     def _index(
         self,
         h: InstanceHeader,
-        path: Path,
+        rel_path: str,
         size: int,
         source_ae: str | None,
         source_node: str | None,
@@ -359,7 +369,7 @@ class LocalArchive:
                     h.rows,
                     h.columns,
                     h.transfer_syntax_uid,
-                    str(path.relative_to(self.root)),
+                    rel_path,
                     size,
                     now,
                     source_ae,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,7 +184,15 @@ def check_complete(data: bytes, *, source: str) -> None:
                 )
     except ArchiveError:
         raise
-    except (EOFError, ValueError, KeyError, TypeError, NotImplementedError, OSError) as exc:
+    except (
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        NotImplementedError,
+        OSError,
+        struct.error,
+    ) as exc:
         raise ArchiveError(f"{source}: truncated or malformed DICOM ({exc})") from exc
     if has_rows and not has_pixels:
         raise ArchiveError(f"{source}: image attributes present but no pixel data (truncated?)")
