@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QStackedWidget,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -64,6 +66,7 @@ SHORTCUTS = [
     ("F2 / F3 / F4", "layout: 1x1 / slice + heatmap / MPR + 3D"),
     ("M / O / Esc", "length tool / ROI (mean, SD HU) / back to navigation"),
     ("R", "reset zoom and pan"),
+    ("F5", "analyse with the model that applies (runs on open by default)"),
 ]
 
 
@@ -98,6 +101,12 @@ class Workstation(QMainWindow):
         self.first_image_s: float | None = None
         self.endoscopy: Any = None
         self.review_frames: list[Any] = []
+        self.engine: Any = None
+        self.analysis: Any = None
+        self.analysis_error: str | None = None
+        self._ai_cancel: threading.Event | None = None
+        inference_settings = settings.extra.get("inference", {})
+        self.analyze_on_open = bool(inference_settings.get("analyze_on_open", True))
 
         self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
         self.reading.set_findings(self.findings)
@@ -121,7 +130,18 @@ class Workstation(QMainWindow):
         findings_dock = self._dock("Findings", right, Qt.DockWidgetArea.RightDockWidgetArea)
         self._build_toolbar()
         self.status = self.statusBar()
+        self.ai_progress = QProgressBar()
+        self.ai_progress.setRange(0, 100)
+        self.ai_progress.setMaximumWidth(180)
+        self.ai_progress.hide()
+        self.ai_cancel_button = QToolButton()
+        self.ai_cancel_button.setIcon(icon("fa5s.stop"))
+        self.ai_cancel_button.setToolTip("Cancel the analysis")
+        self.ai_cancel_button.clicked.connect(self.cancel_analysis)
+        self.ai_cancel_button.hide()
         self.device_label = QLabel("AI: no analysis yet")
+        self.status.addPermanentWidget(self.ai_progress)
+        self.status.addPermanentWidget(self.ai_cancel_button)
         self.status.addPermanentWidget(self.device_label)
         self.resize(1600, 960)
         self.resizeDocks([studies_dock, findings_dock], [420, 380], Qt.Orientation.Horizontal)
@@ -192,6 +212,8 @@ class Workstation(QMainWindow):
             )
         )
         tb.addAction(self._action("Reset view", "fa5s.expand", "R", self.reading.reset_views))
+        tb.addSeparator()
+        tb.addAction(self._action("Analyse", "fa5s.brain", "F5", self.analyze))
         tb.addSeparator()
         tb.addAction(self._action("Shortcuts", "fa5s.keyboard", "F1", self.show_shortcuts))
 
@@ -305,6 +327,8 @@ class Workstation(QMainWindow):
             if volume.warnings:
                 msg += " - " + "; ".join(volume.warnings)
             self.status.showMessage(msg)
+            if self.analyze_on_open:
+                self.analyze()
 
         def failed(message: str) -> None:
             if not cancel.is_set():
@@ -336,16 +360,141 @@ class Workstation(QMainWindow):
             panel.set_frames(frames)
             self.center.setCurrentWidget(panel)
             self.review_frames = frames
+            self.review_series_uid = next(
+                (i.series_instance_uid for i in instances if i.path == paths[0]), ""
+            )
             msg = f"{len(frames)} endoscopy frames"
             if warnings:
                 msg += " - " + "; ".join(warnings)
             self.status.showMessage(msg)
+            if self.analyze_on_open:
+                self.analyze()
 
         run_task(
             load,
             on_done=done,
             on_failed=lambda m: self.status.showMessage(f"Cannot open frames: {m}"),
         )
+
+    # -- AI -------------------------------------------------------------------------------------
+    def _engine(self) -> Any:
+        if self.engine is None:
+            from inference.engine import InferenceEngine
+
+            self.engine = InferenceEngine()
+        return self.engine
+
+    def analyze(self) -> None:
+        """Run the model that applies to what is open, off the GUI thread, with progress."""
+        if self._ai_cancel is not None:
+            return  # one analysis at a time
+        showing_frames = self.center.currentWidget() is self.endoscopy and self.review_frames
+        if not showing_frames and self.volume is None:
+            self.status.showMessage("Open a study first")
+            return
+        cancel = threading.Event()
+        self._ai_cancel = cancel
+        self.analysis_error = None
+        self.ai_progress.setValue(0)
+        self.ai_progress.show()
+        self.ai_cancel_button.show()
+        self.device_label.setText("AI: analysing ...")
+        volume = self.volume
+        frames = list(self.review_frames) if showing_frames else []
+        series_uid = getattr(self, "review_series_uid", "")
+
+        def work(progress: Any) -> tuple[Any, Any]:
+            engine = self._engine()
+
+            def report(fraction: float, message: str) -> None:
+                progress((fraction, message))
+
+            if frames:
+                from inference.endoscopy_classifier import FrameRef
+
+                refs = [(f.rgb, FrameRef(series_uid, f.sop_instance_uid, f.frame)) for f in frames]
+                return engine.analyze_frames(refs, progress=report, cancel=cancel), None
+            assert volume is not None
+            analysis = engine.analyze_volume(volume, progress=report, cancel=cancel)
+            heat = None
+            pv = analysis.probability_volume
+            if pv is not None:
+                from core.heatmap import resample_to_grid
+
+                heat = resample_to_grid(pv.probabilities, pv.affine, volume.shape, volume.affine)
+            return analysis, heat
+
+        def on_progress(value: tuple[float, str]) -> None:
+            fraction, message = value
+            self.ai_progress.setValue(round(fraction * 100))
+            self.status.showMessage(f"AI: {message}")
+
+        run_task(
+            work,
+            on_done=self._analysis_done,
+            on_failed=self._analysis_failed,
+            on_progress=on_progress,
+        )
+
+    def cancel_analysis(self) -> None:
+        if self._ai_cancel is not None:
+            self._ai_cancel.set()
+            self.status.showMessage("AI: cancelling ...")
+
+    def _analysis_finished(self) -> None:
+        self._ai_cancel = None
+        self.ai_progress.hide()
+        self.ai_cancel_button.hide()
+
+    def _analysis_done(self, result: tuple[Any, Any]) -> None:
+        cancelled = self._ai_cancel is not None and self._ai_cancel.is_set()
+        self._analysis_finished()
+        if cancelled:
+            self.device_label.setText("AI: cancelled")
+            return
+        analysis, heat = result
+        self.analysis = analysis
+        m = analysis.model
+        # The device the session really runs on (a silent CPU fallback must show).
+        self.device_label.setText(f"AI: {m.id} {m.version} on {analysis.session.describe()}")
+        if analysis.endoscopy is not None:
+            self._show_frame_results(analysis)
+        else:
+            self.findings.replace_all(list(analysis.findings))
+            self.reading.set_heatmap(heat)
+        n = len(analysis.findings)
+        msg = f"AI: {n} finding{'' if n == 1 else 's'} by {m.id} {m.version}"
+        if analysis.warnings:
+            msg += " - " + "; ".join(analysis.warnings)
+        self.status.showMessage(msg)
+
+    def _show_frame_results(self, analysis: Any) -> None:
+        from dataclasses import replace
+
+        by_key = {(a.ref.sop_instance_uid, a.ref.frame): a for a in analysis.endoscopy.frames}
+        frames = []
+        for f in self.review_frames:
+            a = by_key.get((f.sop_instance_uid, f.frame))
+            if a is None:
+                frames.append(f)
+                continue
+            frames.append(
+                replace(
+                    f,
+                    probability=a.lesion_probability,
+                    informative=a.informative,
+                    heatmap=a.heatmap,
+                    region=a.region,
+                )
+            )
+        self.review_frames = frames
+        self._endoscopy_panel().set_frames(frames)
+
+    def _analysis_failed(self, message: str) -> None:
+        self._analysis_finished()
+        self.analysis_error = message
+        self.device_label.setText("AI: failed")
+        self.status.showMessage(f"AI: {message}")
 
     def _endoscopy_panel(self) -> Any:
         if self.endoscopy is None:
@@ -408,20 +557,31 @@ def run_workstation(settings: Settings, args: argparse.Namespace) -> int:
         win.open_study(study_uid)
     exit_code = 0
     if screenshot:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
 
         def poll() -> None:
             nonlocal exit_code
-            ready = win.volume is not None or bool(win.review_frames) or not study_uid
+            loaded = win.loaded_at is not None or bool(win.review_frames)
+            ai_settled = (
+                not win.analyze_on_open
+                or win.analysis is not None
+                or win.analysis_error is not None
+            ) and win._ai_cancel is None
+            ready = (loaded and ai_settled) or not study_uid
             if ready or time.monotonic() > deadline:
                 if not ready:
-                    print("loupe: the study did not load within 120 s", file=sys.stderr)
+                    print("loupe: the study did not load and analyse within 300 s", file=sys.stderr)
                     exit_code = 1
                 QTimer.singleShot(300, finish)
                 return
             QTimer.singleShot(100, poll)
 
         def finish() -> None:
+            # Show the most likely finding: the picture should have the AI in it.
+            top = max(win.findings, key=lambda f: f.probability, default=None)
+            if top is not None and top.center_mm is not None:
+                win.nav.select(top.finding_id)
+                win.nav.move_to(top.center_mm)
             win.screenshot(Path(screenshot))
             win.close()
             app.quit()
