@@ -29,12 +29,22 @@ class Task(QRunnable):
 
     def run(self) -> None:
         try:
-            result = self.fn(self.signals.progress.emit)
+            result = self.fn(self._progress)
         except Exception as exc:  # reported to the GUI, never swallowed
             log.debug("task failed: %s", traceback.format_exc())
-            self.signals.failed.emit(str(exc) or type(exc).__name__)
+            self._emit(self.signals.failed, str(exc) or type(exc).__name__)
         else:
-            self.signals.done.emit(result)
+            self._emit(self.signals.done, result)
+
+    def _progress(self, value: Any) -> None:
+        self._emit(self.signals.progress, value)
+
+    @staticmethod
+    def _emit(signal: Any, value: Any) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the window (and its receivers) closed while we worked
+            log.debug("task result dropped: receiver gone")
 
 
 _running: set[Task] = set()
