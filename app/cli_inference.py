@@ -3,10 +3,215 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 AddCommand = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
 
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _model_errors(func: Callable[[Any, argparse.Namespace], int]) -> Callable[..., int]:
+    """A refused model (broken manifest, altered file) is one line on stderr and exit 1;
+    bad input stays a ValueError (exit 2 in app.cli)."""
+
+    def run(settings: Any, args: argparse.Namespace) -> int:
+        from inference.errors import ManifestError, ModelError
+
+        try:
+            return func(settings, args)
+        except ManifestError as exc:
+            print(f"loupe: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except ModelError as exc:
+            print(f"loupe: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+
+    return run
+
+
+def _series_from_args(settings: Any, args: argparse.Namespace) -> list[Any]:
+    from inference.series_input import group_series
+
+    if args.study_uid and args.paths:
+        raise ValueError("give either --study-uid or paths, not both")
+    if args.study_uid:
+        from dicom_net.archive import LocalArchive
+
+        archive = LocalArchive(settings.storage)
+        try:
+            paths = [r.path for r in archive.instances(study_instance_uid=args.study_uid)]
+        finally:
+            archive.close()
+        if not paths:
+            raise ValueError(f"study {args.study_uid} is not in the local archive")
+        return group_series(paths)
+    if not args.paths:
+        raise ValueError("give --study-uid UID or a path to a series")
+    return group_series([Path(p) for p in args.paths])
+
+
+def _applicable(engine: Any, groups: list[Any], model_id: str | None) -> list[Any]:
+    from inference.errors import InputNotApplicable, ModelError
+
+    out = []
+    reasons = []
+    for g in groups:
+        try:
+            engine.model_for(g.modality, model_id)
+        except (InputNotApplicable, ModelError) as exc:
+            if model_id is not None and isinstance(exc, ModelError):
+                raise
+            reasons.append(f"{g.modality or '?'} series {g.series_instance_uid}: {exc}")
+            continue
+        out.append(g)
+    if not out:
+        raise ValueError("nothing to analyse: " + "; ".join(reasons))
+    return out
+
+
+@_model_errors
+def cmd_analyze(settings: Any, args: argparse.Namespace) -> int:
+    from inference.engine import InferenceEngine
+
+    engine = InferenceEngine()
+    groups = _applicable(engine, _series_from_args(settings, args), args.model)
+    rows: list[dict[str, Any]] = []
+    for g in groups:
+        a = engine.analyze_series(g, model_id=args.model)
+        device = a.session.describe()
+        head = (
+            f"{a.model.id} {a.model.version} on {device}: {g.modality} series "
+            f"{g.series_instance_uid}: {len(a.findings)} finding(s)"
+        )
+        print(head, file=sys.stderr if args.json else sys.stdout)
+        for w in a.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        for f in a.findings:
+            d = f.as_json()
+            d["device"] = a.session.device
+            rows.append(d)
+            if not args.json:
+                print("  " + _finding_line(f))
+        if a.endoscopy is not None and not args.json:
+            dropped = [x for x in a.endoscopy.frames if not x.informative]
+            print(f"  {len(dropped)} uninformative frame(s) dropped by stage 1")
+    if args.json:
+        _print_json(rows)
+    return EXIT_OK
+
+
+def _finding_line(f: Any) -> str:
+    if f.center_mm is not None:
+        x, y, z = f.center_mm
+        d = "?" if f.diameter_mm is None else f"{f.diameter_mm:.1f}"
+        kind = f.attributes.get("type", "")
+        return (
+            f"{f.finding_id}  p={f.probability:.3f}  x={x:.1f} y={y:.1f} z={z:.1f} mm  "
+            f"d={d} mm  slice {f.slice_index}  {kind}".rstrip()
+        )
+    return (
+        f"{f.finding_id}  p={f.probability:.3f}  instance {f.sop_instance_uid} frame {f.frame}"
+        f"  region {f.region}"
+    )
+
+
+@_model_errors
+def cmd_evaluate(settings: Any, args: argparse.Namespace) -> int:
+    from inference.engine import InferenceEngine
+    from inference.froc import candidates_from_findings, froc, read_annotations
+    from inference.series_input import group_series
+
+    annotations = read_annotations(Path(args.annotations))
+    engine = InferenceEngine()
+    groups = [g for g in group_series([Path(p) for p in args.series_dirs]) if g.modality == "CT"]
+    if not groups:
+        raise ValueError("no CT series found in the given folders")
+    findings = []
+    for g in groups:
+        a = engine.analyze_series(g, model_id=args.model)
+        findings.extend(a.findings)
+        print(f"{g.series_instance_uid}: {len(a.findings)} candidate(s)", file=sys.stderr)
+    res = froc(
+        candidates_from_findings(findings),
+        annotations,
+        [g.series_instance_uid for g in groups],
+        min_diameter_mm=args.min_diameter,
+    )
+    if args.json:
+        _print_json(res.as_json())
+        return EXIT_OK
+    print(f"scans {res.scans}, nodules >= {args.min_diameter:g} mm: {res.nodules}")
+    for r, s in res.sensitivities.items():
+        print(f"  sensitivity at {r:g} FP/scan: {s:.3f}")
+    print(f"CPM {res.cpm:.3f}")
+    return EXIT_OK
+
+
+@_model_errors
+def cmd_models(settings: Any, args: argparse.Namespace) -> int:
+    from inference.registry import ModelRegistry
+
+    reg = ModelRegistry()
+    if args.action == "verify":
+        results = reg.verify(args.ids)
+        if args.json:
+            _print_json([{"model": n, "status": s} for n, s in results])
+        else:
+            for n, s in results:
+                print(f"{n}: {s}")
+        if not results:
+            raise ValueError(f"no models found in {reg.root}")
+        return EXIT_OK if all(s == "ok" for _, s in results) else EXIT_ERROR
+    entries = reg.entries()
+    if args.json:
+        _print_json(
+            [
+                {
+                    "id": e.manifest.id,
+                    "version": e.manifest.version,
+                    "task": e.manifest.task.value,
+                    "modality": list(e.manifest.applies_to.modalities),
+                    "directory": str(e.directory),
+                }
+                if e.manifest
+                else {"directory": str(e.directory), "error": e.error}
+                for e in entries
+            ]
+        )
+        return EXIT_OK
+    for e in entries:
+        if e.manifest:
+            m = e.manifest
+            print(f"{m.id}  {m.version}  {m.task.value}  {'/'.join(m.applies_to.modalities)}")
+        else:
+            print(f"{e.directory.name}  BROKEN: {e.error}")
+    return EXIT_OK
+
 
 def register_inference_commands(add: AddCommand) -> None:
-    """Add the engine's subcommands to the `loupe` parser (none until the engine lands)."""
+    """Add the engine's subcommands to the `loupe` parser."""
+    sp = add("analyze", cmd_analyze, "run the AI models on a series (local archive or files)")
+    sp.add_argument("paths", nargs="*", help="DICOM files or folders")
+    sp.add_argument("--study-uid", help="a study in the local archive")
+    sp.add_argument("--model", help="model id (default: the installed model for the modality)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("evaluate", cmd_evaluate, "LUNA16 FROC and CPM of a nodule model on CT series")
+    sp.add_argument("annotations", help="CSV: seriesuid,coordX,coordY,coordZ,diameter_mm")
+    sp.add_argument("series_dirs", nargs="+")
+    sp.add_argument("--model")
+    sp.add_argument("--min-diameter", type=float, default=4.0, help="nodules counted (mm)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("models", cmd_models, "list or verify the installed AI models")
+    sp.add_argument("action", choices=("list", "verify"))
+    sp.add_argument("ids", nargs="*")
+    sp.add_argument("--json", action="store_true")

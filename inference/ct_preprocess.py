@@ -1,0 +1,127 @@
+"""CT pre-processing shared by training and inference: resampling onto the model's grid
+(SimpleITK), HU windowing and a coarse lung mask that copes with different scanners."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+
+from core.volume import Volume
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+# Padding value outside the field of view (air). Scanners pad with -2000 or -3024; windowing
+# clips those to the same value.
+AIR_HU = -1024.0
+
+
+@dataclass(frozen=True, eq=False)
+class ResampledCt:
+    """HU on an axis-aligned LPS grid: index (k, j, i) -> (z, y, x) mm."""
+
+    hu: F32  # (k, j, i)
+    affine: F64  # 4x4 index (k, j, i, 1) -> LPS mm
+    spacing_mm: float
+
+
+def volume_to_sitk(volume: Volume) -> sitk.Image:
+    """SimpleITK image of a Volume (sitk index order is (i, j, k), numpy order (k, j, i))."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(volume.voxels, dtype=np.float32))
+    sk, sj, si = volume.spacing_mm
+    img.SetSpacing((si, sj, sk))
+    img.SetOrigin(tuple(float(v) for v in volume.affine[:3, 3]))
+    d = volume.direction  # columns: k, j, i axes in LPS
+    img.SetDirection(tuple(float(v) for v in np.stack([d[:, 2], d[:, 1], d[:, 0]], axis=1).ravel()))
+    return img
+
+
+def resample_isotropic(volume: Volume, spacing_mm: float, threads: int = 0) -> ResampledCt:
+    """Resample (linear) onto an LPS-aligned isotropic grid covering the volume's extent.
+
+    Whatever the scanner's orientation, the model always sees axial LPS slices (x to the
+    patient's left, y posterior, z superior) at `spacing_mm`.
+    """
+    shape = np.array(volume.shape)
+    corners = np.array(
+        [
+            [a, b, c]
+            for a in (0, shape[0] - 1)
+            for b in (0, shape[1] - 1)
+            for c in (0, shape[2] - 1)
+        ],
+        dtype=np.float64,
+    )
+    world = volume.index_to_world(corners)  # (8, 3) x, y, z
+    lo = world.min(axis=0)
+    hi = world.max(axis=0)
+    size_xyz = np.floor((hi - lo) / spacing_mm).astype(int) + 1
+    src = volume_to_sitk(volume)
+    f = sitk.ResampleImageFilter()
+    f.SetOutputSpacing((spacing_mm,) * 3)
+    f.SetOutputOrigin(tuple(float(v) for v in lo))
+    f.SetOutputDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    f.SetSize([int(v) for v in size_xyz])
+    f.SetInterpolator(sitk.sitkLinear)
+    f.SetDefaultPixelValue(AIR_HU)
+    f.SetOutputPixelType(sitk.sitkFloat32)
+    if threads > 0:
+        f.SetNumberOfThreads(threads)
+    out = sitk.GetArrayFromImage(f.Execute(src)).astype(np.float32, copy=False)
+    affine = np.eye(4)
+    affine[:3, 0] = (0.0, 0.0, spacing_mm)  # k -> z
+    affine[:3, 1] = (0.0, spacing_mm, 0.0)  # j -> y
+    affine[:3, 2] = (spacing_mm, 0.0, 0.0)  # i -> x
+    affine[:3, 3] = lo
+    return ResampledCt(hu=out, affine=affine, spacing_mm=spacing_mm)
+
+
+def window(hu: F32, lower: float, upper: float) -> F32:
+    """Clip HU to [lower, upper] and scale to [0, 1]."""
+    out = np.clip(hu, lower, upper)
+    out -= lower
+    out *= 1.0 / (upper - lower)
+    return out.astype(np.float32, copy=False)
+
+
+def coarse_lung_mask(hu: F32, factor: int = 4, dilate: int = 3) -> npt.NDArray[np.bool_]:
+    """Lung mask on a grid `factor` times coarser than `hu` (block mean), dilated by `dilate`
+    coarse voxels so juxtapleural nodules and the hila stay inside.
+
+    Lungs are the air below -400 HU that does not touch the in-plane border of the image (the
+    air around the patient does); it tolerates padding values, tables and varying FOVs.
+    """
+    k, j, i = (s // factor * factor for s in hu.shape)
+    if min(k, j, i) == 0:
+        return np.zeros((1, 1, 1), dtype=np.bool_)
+    blocks = hu[:k, :j, :i].reshape(k // factor, factor, j // factor, factor, i // factor, factor)
+    coarse = blocks.mean(axis=(1, 3, 5))
+    air = (coarse < -400.0).astype(np.uint8)
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air)))
+    border = np.unique(
+        np.concatenate(
+            [
+                labels[:, 0, :].ravel(),
+                labels[:, -1, :].ravel(),
+                labels[:, :, 0].ravel(),
+                labels[:, :, -1].ravel(),
+            ]
+        )
+    )
+    lung = (labels > 0) & ~np.isin(labels, border)
+    counts = np.bincount(labels[lung].ravel()) if lung.any() else np.zeros(1, dtype=np.int64)
+    # Drop small pockets (bowel gas, oesophageal air): keep components >= 2% of the largest.
+    keep = np.nonzero(counts >= max(1, int(0.02 * counts.max())))[0]
+    lung = np.isin(labels, keep) & lung
+    if dilate > 0 and lung.any():
+        img = sitk.GetImageFromArray(lung.astype(np.uint8))
+        img = sitk.BinaryDilate(img, [dilate] * 3, sitk.sitkBall)
+        lung = sitk.GetArrayFromImage(img).astype(bool)
+    # Pad back to the covering coarse shape of hu.
+    full = tuple(-(-s // factor) for s in hu.shape)
+    out = np.zeros(full, dtype=np.bool_)
+    out[: lung.shape[0], : lung.shape[1], : lung.shape[2]] = lung
+    return out

@@ -1,0 +1,174 @@
+"""The AI engine: picks the model for a series, runs it off the caller's thread with progress
+and cancel, and caches results per (series, model id, model version)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from core.findings import Finding
+from core.heatmap import FrameHeatmap, ProbabilityVolume
+from core.volume import Volume
+from inference.endoscopy_classifier import EndoscopyClassifier, EndoscopyResult, FrameRef
+from inference.errors import InputNotApplicable
+from inference.manifest import Manifest, Task
+from inference.nodule_detector import NoduleDetector, NoduleResult
+from inference.registry import ModelRegistry
+from inference.runtime import SessionInfo
+from inference.series_input import SeriesFiles, load_ct, load_frames
+
+Progress = Callable[[float, str], None]
+CacheKey = tuple[str, str, str]  # (series instance UID, model id, model version)
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """What the workstation shows: findings, heatmaps and the device the model ran on."""
+
+    series_instance_uid: str
+    model: Manifest
+    session: SessionInfo
+    findings: list[Finding]
+    probability_volume: ProbabilityVolume | None = None  # CT
+    frame_heatmaps: tuple[FrameHeatmap, ...] = ()  # endoscopy, informative frames
+    nodule: NoduleResult | None = None
+    endoscopy: EndoscopyResult | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class InferenceEngine:
+    def __init__(
+        self, registry: ModelRegistry | None = None, providers: Sequence[str] | None = None
+    ) -> None:
+        self.registry = registry or ModelRegistry()
+        self.providers = tuple(providers) if providers else None
+        self._cache: dict[CacheKey, Analysis] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-inference")
+
+    def model_for(self, modality: str, model_id: str | None) -> Manifest:
+        m = self.registry.get(model_id) if model_id else self.registry.for_modality(modality)
+        if modality.upper() not in m.applies_to.modalities:
+            raise InputNotApplicable(
+                f"model {m.id} applies to {'/'.join(m.applies_to.modalities)} series; "
+                f"this series is {modality or 'of unknown modality'}"
+            )
+        return m
+
+    def cached(self, series_uid: str, model: Manifest) -> Analysis | None:
+        with self._lock:
+            return self._cache.get((series_uid, model.id, model.version))
+
+    def analyze_volume(
+        self,
+        volume: Volume,
+        *,
+        model_id: str | None = None,
+        body_part: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Analysis:
+        m = self.model_for(volume.modality, model_id)
+        hit = self.cached(volume.series_instance_uid, m) if volume.series_instance_uid else None
+        if hit is not None:
+            return hit
+        if m.task is not Task.DETECTION_3D_HEATMAP:
+            raise InputNotApplicable(f"model {m.id} does not take CT volumes")
+        det = NoduleDetector(m, self.providers)
+        res = det.detect(
+            volume,
+            body_part=body_part,
+            progress=progress,
+            cancel=cancel.is_set if cancel is not None else None,
+        )
+        a = Analysis(
+            volume.series_instance_uid,
+            m,
+            res.session,
+            res.findings,
+            probability_volume=res.probability_volume,
+            nodule=res,
+            warnings=(*volume.warnings, *res.warnings),
+        )
+        self._store(a)
+        return a
+
+    def analyze_frames(
+        self,
+        frames: Sequence[tuple[object, FrameRef]],
+        *,
+        model_id: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Analysis:
+        if not frames:
+            raise InputNotApplicable("no frames to analyse")
+        ref = frames[0][1]
+        m = self.model_for(ref.modality, model_id)
+        hit = self.cached(ref.series_instance_uid, m)
+        if hit is not None:
+            return hit
+        if m.task is not Task.FRAME_CLASSIFICATION_CAM:
+            raise InputNotApplicable(f"model {m.id} does not take frames")
+        clf = EndoscopyClassifier(m, self.providers)
+        res = clf.assess(
+            frames,  # type: ignore[arg-type]
+            progress=progress,
+            cancel=cancel.is_set if cancel is not None else None,
+        )
+        a = Analysis(
+            ref.series_instance_uid,
+            m,
+            res.session,
+            res.findings,
+            frame_heatmaps=tuple(f.heatmap for f in res.ranked if f.heatmap is not None),
+            endoscopy=res,
+        )
+        self._store(a)
+        return a
+
+    def analyze_series(
+        self,
+        series: SeriesFiles,
+        *,
+        model_id: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Analysis:
+        """Load and analyse one series of DICOM files (CT volume or endoscopy frames)."""
+        m = self.model_for(series.modality, model_id)
+        hit = self.cached(series.series_instance_uid, m)
+        if hit is not None:
+            return hit
+        if m.task is Task.DETECTION_3D_HEATMAP:
+            vol = load_ct(series)
+            return self.analyze_volume(
+                vol, model_id=m.id, body_part=series.body_part, progress=progress, cancel=cancel
+            )
+        return self.analyze_frames(
+            load_frames(series), model_id=m.id, progress=progress, cancel=cancel
+        )
+
+    def submit(
+        self,
+        series: SeriesFiles,
+        *,
+        model_id: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Future[Analysis]:
+        """Analyse on the engine's worker thread; progress is called there (a GUI hops it
+        back to its own thread)."""
+        return self._pool.submit(
+            self.analyze_series, series, model_id=model_id, progress=progress, cancel=cancel
+        )
+
+    def _store(self, a: Analysis) -> None:
+        if a.series_instance_uid:
+            with self._lock:
+                self._cache[(a.series_instance_uid, a.model.id, a.model.version)] = a
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,272 @@
+"""Train the reference lung nodule detector on synthetic chest CT phantoms and export it to ONNX.
+
+    .venv/bin/python training/train_nodule.py --out resources/models/lung-nodule-ref
+
+Training data: core.synthetic.chest_ct phantoms with seeds 1000..1000+N-1 (evaluation uses
+seeds >= 900000, never seen here). The network is a small fully convolutional 3D CNN on 2 mm
+isotropic patches; it outputs, at 4 mm, a centre heatmap logit, log(diameter mm) and three
+texture logits (solid, part-solid, ground-glass). Torch is a training-time dependency only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.synthetic.chest_ct import make_chest_ct
+from core.volume import Volume
+from inference.ct_preprocess import coarse_lung_mask, resample_isotropic, window
+
+SPACING_MM = 2.0
+OUT_STRIDE = 2  # output voxel = 4 mm
+WINDOW = (-1000.0, 400.0)
+TEXTURES = ("solid", "part-solid", "ground-glass")
+TRAIN_PATCH = 48
+EXPORT_PATCH = 64
+
+
+class NoduleNet(nn.Module):
+    """Encoder to 8 mm, decoder back to 4 mm; 5 output channels at 4 mm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int = 1, dil: int = 1) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv3d(cin, cout, 3, stride=stride, padding=dil, dilation=dil, bias=False),
+                nn.BatchNorm3d(cout),
+                nn.ReLU(inplace=True),
+            )
+
+        self.c1 = block(1, 16, stride=2)
+        self.c2 = block(16, 16)
+        self.c3 = block(16, 32, stride=2)
+        self.c4 = block(32, 32)
+        self.c5 = block(32, 32, dil=2)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.fuse = nn.Sequential(nn.Conv3d(48, 16, 1, bias=False), nn.BatchNorm3d(16), nn.ReLU())
+        self.c6 = block(16, 16)
+        self.head = nn.Conv3d(16, 5, 1)
+        nn.init.constant_(self.head.bias, 0.0)
+        with torch.no_grad():
+            self.head.bias[0] = -4.0  # rare positives: start with low probability
+            self.head.bias[1] = math.log(8.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.c2(self.c1(x))
+        b = self.c5(self.c4(self.c3(a)))
+        y = self.c6(self.fuse(torch.cat([a, self.up(b)], dim=1)))
+        return self.head(y)
+
+
+class ExportNet(nn.Module):
+    """Export wrapper: probability (sigmoid), diameter in mm and texture probabilities."""
+
+    def __init__(self, net: NoduleNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = self.net(x)
+        return (
+            torch.sigmoid(y[:, 0:1]),
+            torch.exp(y[:, 1:2]),
+            torch.softmax(y[:, 2:5], dim=1),
+        )
+
+
+def texture_of(kind: str) -> int:
+    return TEXTURES.index(kind) if kind in TEXTURES else 0
+
+
+def make_case(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed + 77)
+    size = int(rng.choice([224, 256, 288]))
+    fov = float(rng.uniform(320.0, 400.0))
+    dz = float(rng.choice([1.25, 2.0, 2.5, 3.0]))
+    slices = round(float(rng.uniform(260.0, 330.0)) / dz)
+    ph = make_chest_ct(
+        seed=seed,
+        slices=slices,
+        rows=size,
+        cols=size,
+        pixel_spacing_mm=fov / size,
+        slice_spacing_mm=dz,
+        nodule_count=int(rng.integers(5, 9)),
+        min_nodule_mm=3.0,
+        max_nodule_mm=25.0,
+    )
+    vol = volume_from_phantom(ph.hu, ph.spacing_mm, ph.origin_mm)
+    rs = resample_isotropic(vol, SPACING_MM)
+    x = window(rs.hu, *WINDOW).astype(np.float16)
+    lung = coarse_lung_mask(rs.hu, factor=4, dilate=2)
+    # Targets at 4 mm: Gaussian of the centre, diameter and texture.
+    oshape = tuple(s // OUT_STRIDE for s in x.shape)
+    heat = np.zeros(oshape, dtype=np.float32)
+    diam = np.zeros(oshape, dtype=np.float32)
+    tex = np.zeros(oshape, dtype=np.int64)
+    inv = np.linalg.inv(rs.affine)
+    osp = SPACING_MM * OUT_STRIDE
+    centres = []
+    for n in ph.nodules:
+        kji = inv[:3, :3] @ np.array(n.center_mm) + inv[:3, 3]
+        c = (kji - 0.5) / OUT_STRIDE  # output voxel centre o covers input voxels 2o, 2o+1
+        centres.append(kji)
+        sigma = max(n.diameter_mm / 4.0, 3.0) / osp
+        rad = math.ceil(3 * sigma)
+        lo = np.maximum(np.floor(c).astype(int) - rad, 0)
+        hi = np.minimum(np.floor(c).astype(int) + rad + 2, oshape)
+        if np.any(hi <= lo):
+            continue
+        g = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        d2 = (g[0] - c[0]) ** 2 + (g[1] - c[1]) ** 2 + (g[2] - c[2]) ** 2
+        blob = np.exp(-d2 / (2 * sigma * sigma)).astype(np.float32)
+        blob /= blob.max()  # the grid voxel nearest the centre is 1, even for small nodules
+        sl = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        sel = blob > heat[sl]
+        heat[sl] = np.maximum(heat[sl], blob)
+        diam[sl][sel] = n.diameter_mm
+        tex[sl][sel] = texture_of(n.kind)
+    return {
+        "x": x,
+        "heat": heat,
+        "diam": diam,
+        "tex": tex,
+        "lung": lung,
+        "centres": np.array(centres).reshape(-1, 3),
+    }
+
+
+def volume_from_phantom(
+    hu: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float]
+) -> Volume:
+    dz, dy, dx = spacing
+    a = np.eye(4)
+    a[:3, 0] = (0.0, 0.0, dz)
+    a[:3, 1] = (0.0, dy, 0.0)
+    a[:3, 2] = (dx, 0.0, 0.0)
+    a[:3, 3] = origin
+    return Volume(voxels=hu, affine=a)
+
+
+def sample_patch(
+    case: dict[str, np.ndarray], rng: np.random.Generator, positive: bool
+) -> tuple[np.ndarray, ...]:
+    p = TRAIN_PATCH
+    shape = np.array(case["x"].shape)
+    if positive and len(case["centres"]):
+        c = case["centres"][rng.integers(len(case["centres"]))]
+        start = c - p / 2 + rng.integers(-14, 15, size=3)
+    else:
+        lung = np.argwhere(case["lung"])
+        c = (lung[rng.integers(len(lung))] + 0.5) * 4.0
+        start = c - p / 2 + rng.integers(-8, 9, size=3)
+    start = (np.clip(start, 0, np.maximum(shape - p, 0)) // 4 * 4).astype(int)
+    x = np.full((p, p, p), 0.0, dtype=np.float32)
+    src = case["x"][start[0] : start[0] + p, start[1] : start[1] + p, start[2] : start[2] + p]
+    x[: src.shape[0], : src.shape[1], : src.shape[2]] = src
+    o = start // OUT_STRIDE
+    q = p // OUT_STRIDE
+    outs = []
+    for key, fill in (("heat", 0.0), ("diam", 0.0), ("tex", 0)):
+        arr = case[key]
+        t = np.full((q, q, q), fill, dtype=arr.dtype)
+        s = arr[o[0] : o[0] + q, o[1] : o[1] + q, o[2] : o[2] + q]
+        t[: s.shape[0], : s.shape[1], : s.shape[2]] = s
+        outs.append(t)
+    # Augmentation: flips along x (left/right) and small intensity changes (scanner variety).
+    if rng.random() < 0.5:
+        x = x[:, :, ::-1]
+        outs = [t[:, :, ::-1] for t in outs]
+    x = x * rng.uniform(0.95, 1.05) + rng.uniform(-0.03, 0.03)
+    x = x + rng.normal(0.0, rng.uniform(0.0, 0.015), size=x.shape)
+    return (np.ascontiguousarray(x, dtype=np.float32), *[np.ascontiguousarray(t) for t in outs])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--cases", type=int, default=28)
+    ap.add_argument("--minutes", type=float, default=14.0, help="training time budget")
+    ap.add_argument("--batch", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint", type=Path, help="torch weights saved here (not shipped)")
+    ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    t0 = time.time()
+    cases = [make_case(1000 + s) for s in range(args.cases)]
+    print(f"{len(cases)} phantoms in {time.time() - t0:.0f} s", flush=True)
+    net = NoduleNet()
+    if args.resume:
+        if args.checkpoint is None:
+            ap.error("--resume needs --checkpoint")
+        net.load_state_dict(torch.load(args.checkpoint))
+        rng = np.random.default_rng(1)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    t1 = time.time()
+    budget = args.minutes * 60.0
+    step = 0
+    while time.time() - t1 < budget:
+        frac = (time.time() - t1) / budget
+        for g in opt.param_groups:
+            g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        batch = [
+            sample_patch(cases[rng.integers(len(cases))], rng, positive=b % 2 == 0)
+            for b in range(args.batch)
+        ]
+        x = torch.from_numpy(np.stack([b[0] for b in batch]))[:, None]
+        heat = torch.from_numpy(np.stack([b[1] for b in batch]))
+        diam = torch.from_numpy(np.stack([b[2] for b in batch]))
+        tex = torch.from_numpy(np.stack([b[3] for b in batch]))
+        y = net(x)
+        w = 1.0 + 30.0 * heat
+        l_heat = (
+            w * nn.functional.binary_cross_entropy_with_logits(y[:, 0], heat, reduction="none")
+        ).mean()
+        m = heat > 0.3
+        if m.any():
+            l_d = (y[:, 1][m] - torch.log(diam[m])).abs().mean()
+            l_t = nn.functional.cross_entropy(y[:, 2:5].permute(0, 2, 3, 4, 1)[m], tex[m])
+        else:
+            l_d = l_t = torch.zeros(())
+        loss = l_heat + 1.0 * l_d + 0.1 * l_t
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            print(
+                f"step {step} {time.time() - t1:.0f}s loss {loss.item():.4f} "
+                f"heat {l_heat.item():.4f} diam {l_d.item():.3f} tex {l_t.item():.3f}",
+                flush=True,
+            )
+    net.eval()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint is not None:
+        torch.save(net.state_dict(), args.checkpoint)
+    dummy = torch.zeros(1, 1, EXPORT_PATCH, EXPORT_PATCH, EXPORT_PATCH)
+    torch.onnx.export(
+        ExportNet(net),
+        (dummy,),
+        str(args.out / "model.onnx"),
+        input_names=["ct_patch"],
+        output_names=["nodule_probability", "diameter_mm", "texture_probability"],
+        opset_version=17,
+        dynamo=False,
+        do_constant_folding=True,
+    )
+    print(f"trained {step} steps in {time.time() - t1:.0f} s; exported {args.out / 'model.onnx'}")
+
+
+if __name__ == "__main__":
+    main()
