@@ -289,7 +289,9 @@ class SliceView(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(9)
         p.setFont(font)
-        for n, f in enumerate(self.findings, start=1):
+        # Numbered as in the findings list: by probability, highest first.
+        ranked = sorted(self.findings, key=lambda f: -f.probability)
+        for n, f in enumerate(ranked, start=1):
             if f.center_mm is None:
                 continue
             radius = (f.diameter_mm or 6.0) / 2
