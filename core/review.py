@@ -1,0 +1,261 @@
+"""The reader's review of AI findings: every decision durable the moment it is made.
+
+A `ReviewSession` changes the FindingSet the panes show (accept, reject, edit, add, comment)
+and writes each decision first to a `ReviewStore` (SQLite, synchronous commits), so a crash
+or power cut after a decision never loses it. Reopening the series restores the review.
+The store also keeps the audit log (decisions, sends).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.findings import Finding, FindingSet, ReviewStatus
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ai_findings (
+    series_instance_uid TEXT NOT NULL,
+    finding_id TEXT NOT NULL,
+    finding TEXT NOT NULL,            -- the AI's finding as produced (JSON)
+    PRIMARY KEY (series_instance_uid, finding_id)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    series_instance_uid TEXT NOT NULL,
+    finding_id TEXT NOT NULL,
+    finding TEXT NOT NULL,            -- the finding after the decision (JSON)
+    status TEXT NOT NULL,
+    user TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_series ON decisions(series_instance_uid);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    series_instance_uid TEXT,
+    detail TEXT
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def finding_to_json(f: Finding) -> str:
+    d = asdict(f)
+    d["status"] = f.status.value
+    return json.dumps(d, sort_keys=True)
+
+
+def finding_from_json(text: str) -> Finding:
+    d: dict[str, Any] = json.loads(text)
+    for key in ("center_mm", "region"):
+        if d.get(key) is not None:
+            d[key] = tuple(d[key])
+    d["status"] = ReviewStatus(d["status"])
+    return Finding(**d)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: str
+    user: str
+    action: str
+    series_instance_uid: str | None
+    detail: str
+
+
+class ReviewStore:
+    """SQLite file beside the archive (WAL, synchronous=FULL: a commit is on disk)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._db().executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    def remember_ai_findings(self, series_uid: str, findings: list[Finding]) -> None:
+        """Keep the AI's output as produced (first analysis wins; a re-run adds new ids)."""
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT OR IGNORE INTO ai_findings VALUES (?, ?, ?)",
+                [(series_uid, f.finding_id, finding_to_json(f)) for f in findings],
+            )
+
+    def record(self, series_uid: str, finding: Finding, user: str) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            at = _now()
+            db.execute(
+                "INSERT INTO decisions(series_instance_uid, finding_id, finding, status, user, "
+                "at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    series_uid,
+                    finding.finding_id,
+                    finding_to_json(finding),
+                    finding.status.value,
+                    user,
+                    at,
+                ),
+            )
+            db.execute(
+                "INSERT INTO audit(at, user, action, series_instance_uid, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    at,
+                    user,
+                    f"finding {finding.status.value}",
+                    series_uid,
+                    f"{finding.finding_id} ({finding.model_id} {finding.model_version})",
+                ),
+            )
+
+    def audit(self, user: str, action: str, series_uid: str | None, detail: str) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO audit(at, user, action, series_instance_uid, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_now(), user, action, series_uid, detail),
+            )
+
+    def restore(self, series_uid: str) -> list[Finding]:
+        """The series' findings with the latest decision of each applied (AI order kept,
+        reader-added ones after)."""
+        db = self._db()
+        ai = {
+            fid: finding_from_json(text)
+            for fid, text in db.execute(
+                "SELECT finding_id, finding FROM ai_findings WHERE series_instance_uid=? "
+                "ORDER BY rowid",
+                (series_uid,),
+            )
+        }
+        latest: dict[str, Finding] = {}
+        for fid, text in db.execute(
+            "SELECT finding_id, finding FROM decisions WHERE series_instance_uid=? ORDER BY id",
+            (series_uid,),
+        ):
+            latest[fid] = finding_from_json(text)
+        out = [latest.get(fid, f) for fid, f in ai.items()]
+        out += [f for fid, f in latest.items() if fid not in ai]
+        return out
+
+    def decision_count(self, series_uid: str) -> int:
+        row = (
+            self._db()
+            .execute("SELECT COUNT(*) FROM decisions WHERE series_instance_uid=?", (series_uid,))
+            .fetchone()
+        )
+        return int(row[0])
+
+    def audit_log(self, series_uid: str | None = None) -> list[AuditEntry]:
+        sql = "SELECT at, user, action, series_instance_uid, detail FROM audit"
+        params: tuple[Any, ...] = ()
+        if series_uid is not None:
+            sql += " WHERE series_instance_uid=?"
+            params = (series_uid,)
+        return [AuditEntry(*row) for row in self._db().execute(sql + " ORDER BY id", params)]
+
+
+class ReviewSession:
+    """The reader's actions on one series' findings; each is stored before it is shown."""
+
+    def __init__(self, store: ReviewStore, findings: FindingSet, series_uid: str, user: str):
+        self.store = store
+        self.findings = findings
+        self.series_uid = series_uid
+        self.user = user
+
+    def start(self, ai_findings: list[Finding]) -> None:
+        """Load the AI's findings with any earlier review of this series applied."""
+        self.store.remember_ai_findings(self.series_uid, ai_findings)
+        self.findings.replace_all(self.store.restore(self.series_uid))
+
+    def _decide(self, finding_id: str, **changes: Any) -> Finding:
+        new = replace(self.findings.get(finding_id), **changes)
+        self.store.record(self.series_uid, new, self.user)  # durable first
+        return self.findings.update(finding_id, **changes)
+
+    def accept(self, finding_id: str) -> Finding:
+        f = self.findings.get(finding_id)
+        keep = f.status in (ReviewStatus.MODIFIED, ReviewStatus.ADDED)
+        return self._decide(finding_id, status=f.status if keep else ReviewStatus.ACCEPTED)
+
+    def reject(self, finding_id: str) -> Finding:
+        return self._decide(finding_id, status=ReviewStatus.REJECTED)
+
+    def edit(
+        self,
+        finding_id: str,
+        *,
+        center_mm: tuple[float, float, float] | None = None,
+        diameter_mm: float | None = None,
+        slice_index: int | None = None,
+    ) -> Finding:
+        f = self.findings.get(finding_id)
+        changes: dict[str, Any] = {}
+        if center_mm is not None:
+            changes["center_mm"] = tuple(float(v) for v in center_mm)
+        if diameter_mm is not None:
+            if not 0.5 <= diameter_mm <= 200:
+                raise ValueError(f"diameter must be 0.5-200 mm, got {diameter_mm:.1f}")
+            changes["diameter_mm"] = float(diameter_mm)
+        if slice_index is not None:
+            changes["slice_index"] = slice_index
+        if f.status is not ReviewStatus.ADDED:
+            changes["status"] = ReviewStatus.MODIFIED
+        return self._decide(finding_id, **changes)
+
+    def add(
+        self,
+        center_mm: tuple[float, float, float],
+        diameter_mm: float,
+        *,
+        slice_index: int | None = None,
+        label: str = "nodule",
+    ) -> Finding:
+        """A finding the AI missed, placed by the reader."""
+        f = Finding(
+            finding_id=f"R{uuid.uuid4().hex[:6]}",
+            model_id="reader",
+            model_version=self.user,
+            series_instance_uid=self.series_uid,
+            probability=1.0,
+            label=label,
+            center_mm=tuple(float(v) for v in center_mm),  # type: ignore[arg-type]
+            diameter_mm=float(diameter_mm),
+            slice_index=slice_index,
+            status=ReviewStatus.ADDED,
+        )
+        self.store.record(self.series_uid, f, self.user)
+        return self.findings.add(f)
+
+    def comment(self, finding_id: str, text: str) -> Finding:
+        return self._decide(finding_id, comment=text.strip())
+
+    def pending(self) -> list[Finding]:
+        return [f for f in self.findings if f.status is ReviewStatus.PENDING]
