@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
 
 from app.settings import Settings
 from core.display import WINDOW_PRESETS, AiVisibility, HeatmapLayer, WindowLevel
-from core.findings import FindingSet
+from core.findings import FindingSet, ReviewStatus
 from core.navigation import Cursor
+from core.review import ReviewSession, ReviewStore
 from core.volume import Volume
 from dicom_net.archive import InstanceRecord, LocalArchive
 from dicom_net.errors import DicomNetError
@@ -65,7 +66,12 @@ SHORTCUTS = [
     ("H", "show / hide all AI (markers and heatmaps)"),
     ("F2 / F3 / F4", "layout: 1x1 / slice + heatmap / MPR + 3D"),
     ("M / O / Esc", "length tool / ROI (mean, SD HU) / back to navigation"),
-    ("R", "reset zoom and pan"),
+    ("A / R", "accept / reject the selected finding (then the next pending one)"),
+    ("N, Right / P, Left", "next / previous finding"),
+    ("Drag the selected marker", "inside: move its centre; on the ring: change its diameter"),
+    ("F", "add a finding the AI missed: click its centre, drag its radius"),
+    ("C", "comment on the selected finding"),
+    ("Z", "reset zoom and pan"),
     ("F5", "analyse with the model that applies (runs on open by default)"),
 ]
 
@@ -110,6 +116,11 @@ class Workstation(QMainWindow):
 
         self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
         self.reading.set_findings(self.findings)
+        self.review_store = ReviewStore(settings.storage / "review.sqlite")
+        self.review: ReviewSession | None = None
+        for view in self.reading.slice_views:
+            view.finding_edited.connect(self._finding_edited)
+            view.finding_drawn.connect(self._finding_drawn)
         self.placeholder = QLabel("Double-click a study to open it")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.center = QStackedWidget()
@@ -211,7 +222,25 @@ class Workstation(QMainWindow):
                 lambda: self.reading.set_tool(Tool.NAVIGATE),
             )
         )
-        tb.addAction(self._action("Reset view", "fa5s.expand", "R", self.reading.reset_views))
+        tb.addAction(self._action("Reset view", "fa5s.expand", "Z", self.reading.reset_views))
+        tb.addSeparator()
+        tb.addAction(self._action("Accept", "fa5s.check", "A", self.accept_selected))
+        tb.addAction(self._action("Reject", "fa5s.times", "R", self.reject_selected))
+        self._action("Next finding", "fa5s.step-forward", "N", lambda: self.step_finding(1))
+        self._action("Previous finding", "fa5s.step-backward", "P", lambda: self.step_finding(-1))
+        self._action("Next finding ", "fa5s.step-forward", "Right", lambda: self.step_finding(1))
+        self._action(
+            "Previous finding ", "fa5s.step-backward", "Left", lambda: self.step_finding(-1)
+        )
+        tb.addAction(
+            self._action(
+                "Add finding",
+                "fa5s.plus-circle",
+                "F",
+                lambda: self.reading.set_tool(Tool.ADD_FINDING),
+            )
+        )
+        self._action("Comment", "fa5s.comment", "C", self.comment_selected)
         tb.addSeparator()
         tb.addAction(self._action("Analyse", "fa5s.brain", "F5", self.analyze))
         tb.addSeparator()
@@ -460,13 +489,106 @@ class Workstation(QMainWindow):
         if analysis.endoscopy is not None:
             self._show_frame_results(analysis)
         else:
-            self.findings.replace_all(list(analysis.findings))
+            assert self.volume is not None
+            self.review = ReviewSession(
+                self.review_store,
+                self.findings,
+                self.volume.series_instance_uid,
+                self.settings.user,
+            )
+            self.review.start(list(analysis.findings))
             self.reading.set_heatmap(heat)
         n = len(analysis.findings)
         msg = f"AI: {n} finding{'' if n == 1 else 's'} by {m.id} {m.version}"
         if analysis.warnings:
             msg += " - " + "; ".join(analysis.warnings)
         self.status.showMessage(msg)
+
+    # -- review ---------------------------------------------------------------------------------
+    def _review_target(self) -> str | None:
+        if self.review is None or self.nav.selected_finding is None:
+            self.status.showMessage("Select a finding first (click its marker or the list)")
+            return None
+        return self.nav.selected_finding
+
+    def accept_selected(self) -> None:
+        fid = self._review_target()
+        if fid is not None and self.review is not None:
+            self.review.accept(fid)
+            self.step_finding(1, pending_only=True)
+
+    def reject_selected(self) -> None:
+        fid = self._review_target()
+        if fid is not None and self.review is not None:
+            self.review.reject(fid)
+            self.step_finding(1, pending_only=True)
+
+    def comment_selected(self) -> None:
+        fid = self._review_target()
+        if fid is None or self.review is None:
+            return
+        from PySide6.QtWidgets import QInputDialog
+
+        current = self.findings.get(fid).comment
+        text, ok = QInputDialog.getText(self, "Comment", f"Comment on finding {fid}:", text=current)
+        if ok:
+            self.review.comment(fid, text)
+
+    def step_finding(self, step: int, *, pending_only: bool = False) -> None:
+        """Select the next/previous finding in list order (probability, highest first); in
+        endoscopy review, the next/previous frame."""
+        if self.endoscopy is not None and self.center.currentWidget() is self.endoscopy:
+            if step > 0:
+                self.endoscopy.model.next()
+            else:
+                self.endoscopy.model.previous()
+            return
+        ordered = sorted(self.findings, key=lambda f: -f.probability)
+        if pending_only:
+            candidates = [f for f in ordered if f.status is ReviewStatus.PENDING]
+            if not candidates:
+                self.status.showMessage("All findings reviewed")
+                return
+            ordered_ids = [f.finding_id for f in ordered]
+            current = self.nav.selected_finding
+            start = ordered_ids.index(current) if current in ordered_ids else -1
+            after = [f for f in candidates if ordered_ids.index(f.finding_id) > start]
+            target = (after or candidates)[0]
+        else:
+            if not ordered:
+                return
+            ids = [f.finding_id for f in ordered]
+            current = self.nav.selected_finding
+            n = ids.index(current) + step if current in ids else 0
+            target = ordered[n % len(ordered)]
+        self.nav.select(target.finding_id)
+        if target.center_mm is not None:
+            self.nav.move_to(target.center_mm)
+
+    def _finding_edited(self, finding_id: str, center: Any, diameter: float) -> None:
+        if self.review is None or self.volume is None:
+            return
+        k = round(float(self.volume.world_to_index(center)[0]))
+        try:
+            self.review.edit(finding_id, center_mm=center, diameter_mm=diameter, slice_index=k)
+        except ValueError as exc:
+            self.status.showMessage(str(exc))
+
+    def _finding_drawn(self, center: Any, diameter: float) -> None:
+        if self.volume is None:
+            return
+        if self.review is None:  # no AI run: the reader reviews from scratch
+            self.review = ReviewSession(
+                self.review_store,
+                self.findings,
+                self.volume.series_instance_uid,
+                self.settings.user,
+            )
+            self.review.start([])
+        k = round(float(self.volume.world_to_index(center)[0]))
+        f = self.review.add(center, diameter, slice_index=k)
+        self.nav.select(f.finding_id)
+        self.reading.set_tool(Tool.NAVIGATE)
 
     def _show_frame_results(self, analysis: Any) -> None:
         from dataclasses import replace
@@ -515,6 +637,7 @@ class Workstation(QMainWindow):
         self.volume = volume
         self.reading.set_volume(volume)
         self.findings.replace_all([])
+        self.review = None
         self.reading.set_heatmap(None)
         self.window_level.apply_preset("lung")
         # Crosshair at the middle of the volume: every MPR pane starts on the same point.

@@ -57,6 +57,17 @@ class Tool(enum.StrEnum):
     NAVIGATE = "navigate"
     LENGTH = "length"
     ROI = "roi"
+    ADD_FINDING = "add-finding"  # click the centre, drag out the radius
+
+
+@dataclass
+class FindingDrag:
+    """A finding being edited with the mouse: moved (centre) or resized (diameter)."""
+
+    finding_id: str | None  # None: a new finding being drawn
+    mode: str  # "move" | "resize" | "draw"
+    center_mm: tuple[float, float, float]
+    diameter_mm: float
 
 
 @dataclass
@@ -73,6 +84,8 @@ class SliceView(QWidget):
 
     index_changed = Signal(int)
     finding_clicked = Signal(str)
+    finding_edited = Signal(str, object, float)  # id, new centre (LPS mm), new diameter (mm)
+    finding_drawn = Signal(object, float)  # centre (LPS mm), diameter (mm)
 
     def __init__(
         self,
@@ -103,6 +116,7 @@ class SliceView(QWidget):
         self._drag: tuple[Qt.MouseButton, QPointF, float, float] | None = None
         self._moved = False
         self._draft: Measurement | None = None
+        self._finding_drag: FindingDrag | None = None
         self._hover: tuple[float, float] | None = None
         self._cache_key: tuple[object, ...] | None = None
         self._cache_img: QImage | None = None
@@ -277,6 +291,7 @@ class SliceView(QWidget):
         if self.show_crosshair and self.nav.world is not None:
             self._paint_crosshair(p)
         self._paint_measurements(p)
+        self._paint_finding_drag(p)
         self._paint_text(p)
         p.end()
 
@@ -413,9 +428,15 @@ class SliceView(QWidget):
         self._drag = (event.button(), event.position(), self.wl.center, self.wl.width)
         self._moved = False
         left = event.button() == Qt.MouseButton.LeftButton
-        if left and self.tool is not Tool.NAVIGATE and self.volume is not None:
-            pos = self.screen_to_image(event.position())
+        if not left or self.volume is None:
+            return
+        pos = self.screen_to_image(event.position())
+        if self.tool is Tool.ADD_FINDING:
+            self._finding_drag = FindingDrag(None, "draw", self.world_at(*pos), 0.0)
+        elif self.tool is not Tool.NAVIGATE:
             self._draft = Measurement(self.tool, pos, pos, self._index)
+        else:
+            self._start_finding_drag(event.position())
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if self.volume is None:
@@ -431,6 +452,8 @@ class SliceView(QWidget):
             self._moved = True
         if self._draft is not None:
             self._draft.end = self.screen_to_image(pos)
+        elif self._finding_drag is not None:
+            self._update_finding_drag(pos)
         elif button == Qt.MouseButton.LeftButton and self._moved:
             # Horizontal: width; vertical: level (drag down = brighter, as in Horos/OsiriX).
             self.wl.set(center + d.y() * width / 256, width * math.exp(d.x() / 200))
@@ -443,6 +466,16 @@ class SliceView(QWidget):
         self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        drag = self._finding_drag
+        self._finding_drag = None
+        if drag is not None and self._moved:
+            if drag.finding_id is None:
+                self.finding_drawn.emit(drag.center_mm, max(drag.diameter_mm, 2.0))
+            else:
+                self.finding_edited.emit(drag.finding_id, drag.center_mm, drag.diameter_mm)
+            self._drag = None
+            self.update()
+            return
         if self._draft is not None:
             if self._moved:
                 self.measurements.append(self._draft)
@@ -456,6 +489,49 @@ class SliceView(QWidget):
             self._click(event.position())
         self._drag = None
         self.update()
+
+    def _start_finding_drag(self, pos: QPointF) -> None:
+        """Pressing on the selected finding's marker: inside moves it, on the ring resizes."""
+        hit = self.finding_at(pos)
+        if hit is None or hit.finding_id != self.nav.selected_finding or hit.center_mm is None:
+            return
+        _, centre = self.world_to_screen(hit.center_mm)
+        _, _, sx, _ = self._scale()
+        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
+        r_px = (hit.diameter_mm or 6.0) / 2 * sx / col_mm
+        dist = math.hypot(pos.x() - centre.x(), pos.y() - centre.y())
+        mode = "move" if dist < 0.6 * r_px else "resize"
+        self._finding_drag = FindingDrag(
+            hit.finding_id, mode, hit.center_mm, hit.diameter_mm or 6.0
+        )
+
+    def _update_finding_drag(self, pos: QPointF) -> None:
+        drag = self._finding_drag
+        assert drag is not None and self.volume is not None
+        row, col = self.screen_to_image(pos)
+        if drag.mode == "move":
+            # Move within this plane: keep the through-plane coordinate of the centre.
+            kji = self.volume.world_to_index(drag.center_mm)
+            idx, _, _ = index_to_pixel(self.volume, self.plane, (kji[0], kji[1], kji[2]))
+            new = pixel_to_index(self.volume, self.plane, round(idx), row, col)
+            w = self.volume.index_to_world(new)
+            drag.center_mm = (float(w[0]), float(w[1]), float(w[2]))
+        else:
+            here = np.asarray(self.world_at(row, col))
+            drag.diameter_mm = float(2 * np.linalg.norm(here - np.asarray(drag.center_mm)))
+
+    def _paint_finding_drag(self, p: QPainter) -> None:
+        drag = self._finding_drag
+        if drag is None or not self._moved:
+            return
+        _, centre = self.world_to_screen(drag.center_mm)
+        _, _, sx, _ = self._scale()
+        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
+        r_px = max(2.0, drag.diameter_mm / 2 * sx / col_mm)
+        p.setPen(QPen(QColor(255, 255, 255), 1.5, Qt.PenStyle.DashLine))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawEllipse(centre, r_px, r_px)
+        _shadow_text(p, centre.x() + r_px + 4, centre.y(), f"Ø {drag.diameter_mm:.1f} mm")
 
     def _click(self, pos: QPointF) -> None:
         row, col = self.screen_to_image(pos)

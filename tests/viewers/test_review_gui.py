@@ -1,0 +1,172 @@
+"""Keyboard and mouse review in the workstation, and decisions surviving a killed process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from peers import free_port
+from PySide6.QtCore import QPoint, Qt
+
+from app.settings import parse_settings
+from app.workstation import Workstation
+from core.findings import Finding, ReviewStatus
+from core.review import ReviewSession, ReviewStore
+from dicom_net.archive import LocalArchive
+from dicom_net.importer import import_paths
+
+pytestmark = pytest.mark.gui
+
+
+def findings_for(volume, series_uid: str) -> list[Finding]:
+    out = []
+    for n, (k, j, i) in enumerate([(12, 50, 40), (14, 70, 80), (10, 60, 60)]):
+        c = tuple(float(v) for v in volume.index_to_world((k, j, i)))
+        out.append(
+            Finding(
+                f"F{n}",
+                "test-model",
+                "1",
+                series_uid,
+                0.9 - 0.1 * n,
+                center_mm=c,
+                diameter_mm=12.0,
+                slice_index=k,
+            )
+        )
+    return out
+
+
+@pytest.fixture
+def reviewing(qtbot, tmp_path, small_ct):
+    settings = parse_settings(
+        {
+            "local": {
+                "storage": str(tmp_path / "archive"),
+                "port": free_port(),
+                "bind": "127.0.0.1",
+            },
+            "inference": {"analyze_on_open": False},
+            "user": "dr.test",
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    import_paths(archive, [small_ct.paths[0].parent])
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.open_study(small_ct.study_instance_uid)
+    qtbot.waitUntil(lambda: win.loaded_at is not None, timeout=30000)
+    uid = win.volume.series_instance_uid
+    win.review = ReviewSession(win.review_store, win.findings, uid, settings.user)
+    win.review.start(findings_for(win.volume, uid))
+    return win
+
+
+def test_keyboard_review_accept_reject_edit_add(qtbot, reviewing):
+    win = reviewing
+    qtbot.keyClick(win, Qt.Key.Key_N)  # first finding (highest probability)
+    assert win.nav.selected_finding == "F0"
+    assert win.reading.axial.index == 12  # the panes jumped there
+    qtbot.keyClick(win, Qt.Key.Key_A)
+    assert win.findings.get("F0").status is ReviewStatus.ACCEPTED
+    assert win.nav.selected_finding == "F1"  # next pending
+    qtbot.keyClick(win, Qt.Key.Key_R)
+    assert win.findings.get("F1").status is ReviewStatus.REJECTED
+    assert win.nav.selected_finding == "F2" and win.reading.axial.index == 10
+
+    # Drag the selected marker's centre 10 image columns to the right.
+    view = win.reading.axial
+    start = view.image_to_screen(60, 60)
+    end = view.image_to_screen(60, 70)
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=start.toPoint())
+    qtbot.mouseMove(view, pos=QPoint(round((start.x() + end.x()) / 2), round(start.y())))
+    qtbot.mouseMove(view, pos=end.toPoint())
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=end.toPoint())
+    f2 = win.findings.get("F2")
+    assert f2.status is ReviewStatus.MODIFIED
+    moved = win.volume.world_to_index(f2.center_mm)
+    assert moved[0] == pytest.approx(10) and moved[2] == pytest.approx(70, abs=0.6)
+
+    # Add a finding the AI missed: F, click its centre, drag its radius.
+    qtbot.keyClick(win, Qt.Key.Key_F)
+    c = view.image_to_screen(90, 30)
+    r = view.image_to_screen(90, 34)  # 4 columns of 2.5 mm: radius 10 mm
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=c.toPoint())
+    qtbot.mouseMove(view, pos=QPoint(round(c.x() + 3), round(c.y())))
+    qtbot.mouseMove(view, pos=r.toPoint())
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=r.toPoint())
+    added = [f for f in win.findings if f.status is ReviewStatus.ADDED]
+    assert len(added) == 1 and added[0].diameter_mm == pytest.approx(20.0, abs=1.5)
+    assert added[0].slice_index == 10 and win.nav.selected_finding == added[0].finding_id
+
+    # All of it is in the store, with the reader's name.
+    restored = {f.finding_id: f for f in win.review_store.restore(win.volume.series_instance_uid)}
+    assert restored["F0"].status is ReviewStatus.ACCEPTED
+    assert restored["F1"].status is ReviewStatus.REJECTED
+    assert restored["F2"].status is ReviewStatus.MODIFIED
+    assert restored[added[0].finding_id].status is ReviewStatus.ADDED
+    log = win.review_store.audit_log(win.volume.series_instance_uid)
+    assert len(log) == 4 and {e.user for e in log} == {"dr.test"}
+
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    sys.path[:0] = [{tests!r}, {tests!r} + "/viewers"]
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+    from app.settings import parse_settings
+    from app.workstation import Workstation
+    from core.review import ReviewSession
+    from dicom_net.archive import LocalArchive
+    from test_review_gui import findings_for
+    app = QApplication([])
+    settings = parse_settings({{"local": {{"storage": {storage!r}, "port": {port},
+                                          "bind": "127.0.0.1"}},
+                               "inference": {{"analyze_on_open": False}}, "user": "dr.crash"}})
+    win = Workstation(settings, LocalArchive(settings.storage))
+    win.show()
+    win.open_study({study!r})
+    while win.loaded_at is None:
+        QTest.qWait(50)
+    uid = win.volume.series_instance_uid
+    win.review = ReviewSession(win.review_store, win.findings, uid, "dr.crash")
+    win.review.start(findings_for(win.volume, uid))
+    win.step_finding(1)
+    for key in {keys!r}:
+        win.accept_selected() if key == "A" else win.reject_selected()
+    print(uid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no clean shutdown of anything
+""")
+
+
+@pytest.mark.parametrize("keys", ["A", "ARA"])
+def test_decisions_survive_the_app_being_killed(tmp_path, small_ct, keys):
+    storage = tmp_path / "archive"
+    import_paths(LocalArchive(storage), [small_ct.paths[0].parent])
+    script = CRASH_SCRIPT.format(
+        tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        storage=str(storage),
+        port=free_port(),
+        study=small_ct.study_instance_uid,
+        keys=keys,
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    uid = r.stdout.strip().splitlines()[-1]
+    store = ReviewStore(storage / "review.sqlite")
+    assert store.decision_count(uid) == len(keys)
+    statuses = [f.status for f in store.restore(uid)]
+    expected = {"A": ReviewStatus.ACCEPTED, "R": ReviewStatus.REJECTED}
+    assert statuses[: len(keys)] == [expected[k] for k in keys]
