@@ -534,14 +534,15 @@ class Workstation(QMainWindow):
         if ok:
             self.review.comment(fid, text)
 
+    def _showing_frames(self) -> bool:
+        return self.endoscopy is not None and self.center.currentWidget() is self.endoscopy
+
     def step_finding(self, step: int, *, pending_only: bool = False) -> None:
         """Select the next/previous finding in list order (probability, highest first); in
         endoscopy review, the next/previous frame."""
-        if self.endoscopy is not None and self.center.currentWidget() is self.endoscopy:
-            if step > 0:
-                self.endoscopy.model.next()
-            else:
-                self.endoscopy.model.previous()
+        if self._showing_frames():
+            model = self.endoscopy.model
+            model.next() if step > 0 else model.previous()
             return
         ordered = sorted(self.findings, key=lambda f: -f.probability)
         if pending_only:

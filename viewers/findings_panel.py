@@ -1,33 +1,66 @@
-"""FindingsPanel: the list of findings (id, slice, diameter, probability, model, status);
-selecting one moves every pane there."""
+"""FindingsPanel: the findings (number, slice, diameter, probability, type, model, status,
+comment), sortable by any column, filterable to the pending ones; selecting one moves every
+pane there."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from core.display import STATUS_COLORS
-from core.findings import Finding, FindingSet
+from core.findings import Finding, FindingSet, ReviewStatus
 from core.navigation import Cursor
 
-COLUMNS = ("#", "Slice", "Ø mm", "P", "Type", "Model", "Status")
+COLUMNS = ("#", "Slice", "Ø mm", "P", "Type", "Model", "Status", "Comment")
+_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-class FindingsPanel(QTableWidget):
+class _NumberItem(QTableWidgetItem):
+    """Sorts by its number, not its text."""
+
+    def __init__(self, text: str, value: float):
+        super().__init__(text)
+        self.setData(Qt.ItemDataRole.UserRole, value)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a = self.data(Qt.ItemDataRole.UserRole)
+        b = other.data(Qt.ItemDataRole.UserRole)
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return a < b
+        return super().__lt__(other)
+
+
+class FindingsPanel(QWidget):
     def __init__(self, cursor: Cursor, parent: QWidget | None = None):
-        super().__init__(0, len(COLUMNS), parent)
+        super().__init__(parent)
         self.nav = cursor
         self.findings: FindingSet | None = None
-        self._ids: list[str] = []
-        self.setHorizontalHeaderLabels(list(COLUMNS))
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setStretchLastSection(True)
-        self.setSortingEnabled(False)
-        self.itemSelectionChanged.connect(self._on_select)
+        self.pending_only = QCheckBox("Pending only")
+        self.pending_only.toggled.connect(lambda _on: self.refresh())
+        self.summary = QLabel("")
+        self.table = QTableWidget(0, len(COLUMNS))
+        t = self.table
+        t.setHorizontalHeaderLabels(list(COLUMNS))
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.verticalHeader().setVisible(False)
+        t.horizontalHeader().setStretchLastSection(True)
+        t.itemSelectionChanged.connect(self._on_select)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.pending_only)
+        lay.addWidget(t, 1)
+        lay.addWidget(self.summary)
         cursor.selection_changed.connect(self._follow_selection)
 
     def set_findings(self, findings: FindingSet | None) -> None:
@@ -37,44 +70,70 @@ class FindingsPanel(QTableWidget):
             findings.reset.connect(lambda _s: self.refresh())
         self.refresh()
 
+    def row_ids(self) -> list[str]:
+        """Finding ids in the order the rows show (after sorting and filtering)."""
+        out = []
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None:
+                out.append(str(item.data(_ID_ROLE)))
+        return out
+
     def refresh(self) -> None:
-        items: list[Finding] = list(self.findings) if self.findings is not None else []
-        items.sort(key=lambda f: -f.probability)
-        self.blockSignals(True)
-        self.setRowCount(len(items))
-        self._ids = [f.finding_id for f in items]
-        for row, f in enumerate(items):
-            values = (
-                str(row + 1),
-                "" if f.slice_index is None else str(f.slice_index + 1),
-                "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}",
-                f"{f.probability:.0%}",
-                str(f.attributes.get("type", f.label)),
-                f"{f.model_id} {f.model_version}",
-                f.status.value,
-            )
-            for col, text in enumerate(values):
-                item = QTableWidgetItem(text)
-                if col == len(values) - 1:
-                    item.setForeground(QColor(*STATUS_COLORS[f.status]))
-                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                self.setItem(row, col, item)
-        self.blockSignals(False)
+        everything: list[Finding] = list(self.findings) if self.findings is not None else []
+        ranked = sorted(everything, key=lambda f: -f.probability)
+        number = {f.finding_id: n for n, f in enumerate(ranked, start=1)}
+        shown = [
+            f
+            for f in ranked
+            if not self.pending_only.isChecked() or f.status is ReviewStatus.PENDING
+        ]
+        t = self.table
+        t.blockSignals(True)
+        t.setSortingEnabled(False)
+        t.setRowCount(len(shown))
+        for row, f in enumerate(shown):
+            items = [
+                _NumberItem(str(number[f.finding_id]), number[f.finding_id]),
+                _NumberItem(
+                    "" if f.slice_index is None else str(f.slice_index + 1),
+                    -1 if f.slice_index is None else f.slice_index,
+                ),
+                _NumberItem(
+                    "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}", f.diameter_mm or 0.0
+                ),
+                _NumberItem(f"{f.probability:.0%}", f.probability),
+                QTableWidgetItem(str(f.attributes.get("type", f.label))),
+                QTableWidgetItem(f"{f.model_id} {f.model_version}"),
+                QTableWidgetItem(f.status.value),
+                QTableWidgetItem(f.comment),
+            ]
+            items[6].setForeground(QColor(*STATUS_COLORS[f.status]))
+            items[0].setData(_ID_ROLE, f.finding_id)
+            for col, item in enumerate(items):
+                if col < 4:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                t.setItem(row, col, item)
+        t.setSortingEnabled(True)
+        t.blockSignals(False)
+        pending = sum(f.status is ReviewStatus.PENDING for f in everything)
+        self.summary.setText(f"{len(everything)} findings, {pending} pending")
         self._follow_selection(self.nav.selected_finding)
 
     def _on_select(self) -> None:
-        rows = {i.row() for i in self.selectedIndexes()}
+        rows = {i.row() for i in self.table.selectedIndexes()}
         if not rows or self.findings is None:
             return
-        finding = self.findings.get(self._ids[min(rows)])
+        finding = self.findings.get(self.row_ids()[min(rows)])
         self.nav.select(finding.finding_id)
         if finding.center_mm is not None:
             self.nav.move_to(finding.center_mm)
 
     def _follow_selection(self, finding_id: str | None) -> None:
-        if finding_id in self._ids:
-            row = self._ids.index(finding_id)
-            if row not in {i.row() for i in self.selectedIndexes()}:
-                self.blockSignals(True)
-                self.selectRow(row)
-                self.blockSignals(False)
+        ids = self.row_ids()
+        if finding_id in ids:
+            row = ids.index(finding_id)
+            if row not in {i.row() for i in self.table.selectedIndexes()}:
+                self.table.blockSignals(True)
+                self.table.selectRow(row)
+                self.table.blockSignals(False)
