@@ -142,6 +142,25 @@ class ReviewStore:
                 (_now(), user, action, series_uid, detail),
             )
 
+    def ai_findings(self, series_uid: str) -> list[Finding]:
+        """The AI's findings as produced, before any decision."""
+        return [
+            finding_from_json(text)
+            for (text,) in self._db().execute(
+                "SELECT finding FROM ai_findings WHERE series_instance_uid=? ORDER BY rowid",
+                (series_uid,),
+            )
+        ]
+
+    def reviewed_series(self) -> list[str]:
+        """Series with AI findings or decisions, most recent first."""
+        rows = self._db().execute(
+            "SELECT series_instance_uid, MAX(at) FROM decisions GROUP BY series_instance_uid "
+            "UNION SELECT series_instance_uid, '' FROM ai_findings "
+            "ORDER BY 2 DESC"
+        )
+        return list(dict.fromkeys(r[0] for r in rows))
+
     def restore(self, series_uid: str) -> list[Finding]:
         """The series' findings with the latest decision of each applied (AI order kept,
         reader-added ones after)."""
