@@ -361,6 +361,62 @@ def cmd_workstation(settings: Settings, args: argparse.Namespace) -> int:
     return run_workstation(settings, args)
 
 
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """The reviewer SR (and the AI SR it succeeds) from the stored review of a study."""
+    import tempfile
+
+    from app.reporting import ReportError, build_reports, queue_reports, series_of_study
+    from core.review import ReviewStore
+    from dicom_net.outbox import Outbox
+
+    archive = _archive(settings)
+    store = ReviewStore(settings.storage / "review.sqlite")
+    try:
+        series_uid = series_of_study(archive, store, args.study_uid)
+        out = Path(args.sr)
+        with tempfile.TemporaryDirectory(prefix="loupe-report-") as tmp:
+            files = build_reports(
+                archive,
+                store,
+                series_uid,
+                Path(tmp),
+                reader=settings.user,
+                lung_rads=args.lung_rads,
+                allow_pending=args.allow_pending,
+            )
+            assert files.review_sr is not None
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(files.review_sr.read_bytes())
+            written = [out]
+            if files.ai_sr is not None:
+                ai_out = out.with_name(f"{out.stem}-ai{out.suffix or '.dcm'}")
+                ai_out.write_bytes(files.ai_sr.read_bytes())
+                written.append(ai_out)
+            print(
+                f"wrote reviewer SR {out} (Lung-RADS {files.lung_rads}"
+                f"{', ' + str(files.pending) + ' pending' if files.pending else ''})"
+            )
+            if args.send:
+                node = settings.node(args.send)
+                ids = queue_reports(
+                    archive, store, files, node.name, reader=settings.user, series_uid=series_uid
+                )
+                outbox = Outbox(archive)
+                outbox.deliver(
+                    settings.local, settings.nodes_by_name(), items=outbox.items(ids=ids)
+                )
+                states = [i.state.value for i in outbox.items(ids=ids)]
+                if any(st != "delivered" for st in states):
+                    raise SendFailed(
+                        f"report not delivered to {node.describe()} yet: "
+                        f"{states}; it stays queued and is retried"
+                    )
+                print(f"sent {len(ids)} objects to {node.describe()}")
+    except ReportError as exc:
+        raise ValueError(str(exc)) from exc
+    return EXIT_OK
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -461,6 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--study-uid", required=True)
     sp.add_argument("--node", help="node to retrieve from when the study is not here")
+    sp = add("report", cmd_report, "write (and send) the reviewer SR from a study's review")
+    sp.add_argument("--study-uid", required=True)
+    sp.add_argument("--sr", metavar="OUT.dcm", required=True)
+    sp.add_argument("--send", metavar="NODE", help="queue and send the SRs to this node")
+    sp.add_argument("--lung-rads", help="override the suggested Lung-RADS category")
+    sp.add_argument(
+        "--allow-pending",
+        action="store_true",
+        help="report even if some findings were not reviewed",
+    )
     sp = add(
         "demo",
         cmd_demo,

@@ -86,6 +86,9 @@ def cmd_analyze(settings: Any, args: argparse.Namespace) -> int:
     engine = InferenceEngine()
     groups = _applicable(engine, _series_from_args(settings, args), args.model)
     rows: list[dict[str, Any]] = []
+    sr_files: list[Path] = []
+    if args.send and not args.sr:
+        raise ValueError("--send needs --sr OUT.dcm (the SR to send)")
     for g in groups:
         a = engine.analyze_series(g, model_id=args.model)
         device = a.session.describe()
@@ -105,9 +108,58 @@ def cmd_analyze(settings: Any, args: argparse.Namespace) -> int:
         if a.endoscopy is not None and not args.json:
             dropped = [x for x in a.endoscopy.frames if not x.informative]
             print(f"  {len(dropped)} uninformative frame(s) dropped by stage 1")
+        store = None
+        if args.study_uid:
+            # Kept for review: the workstation and `loupe report` start from these.
+            from core.review import ReviewStore
+
+            store = ReviewStore(settings.storage / "review.sqlite")
+            store.remember_ai_findings(g.series_instance_uid, list(a.findings))
+        if args.sr and a.findings:
+            path = _write_ai_sr(a, g, Path(args.sr), len(groups) > 1)
+            sr_files.append(path)
+            if store is not None:
+                from app.reporting import keep_report
+                from dicom_net.archive import LocalArchive
+
+                keep_report(
+                    LocalArchive(settings.storage), store, path, g.series_instance_uid, "ai"
+                )
     if args.json:
         _print_json(rows)
+    if args.sr and not sr_files:
+        raise ValueError("no findings: no AI result SR written")
+    for path in sr_files:
+        print(f"wrote AI result SR {path}", file=sys.stderr)
+    if args.send:
+        from dicom_net.archive import LocalArchive
+        from dicom_net.outbox import Outbox, send_now
+
+        node = settings.node(args.send)
+        send_now(Outbox(LocalArchive(settings.storage)), settings.local, node, sr_files)
+        print(f"sent {len(sr_files)} SR(s) to {node.describe()}", file=sys.stderr)
     return EXIT_OK
+
+
+def _write_ai_sr(a: Any, g: Any, out: Path, several: bool) -> Path:
+    """TID 1500 Comprehensive 3D SR of one series' findings, referencing its images."""
+    import pydicom
+
+    from core.reports.ai_sr import build_ai_sr
+
+    if several:
+        out = out.with_name(f"{out.stem}-{g.series_instance_uid}{out.suffix or '.dcm'}")
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in g.paths]
+    sr = build_ai_sr(
+        a.findings,
+        source_images=headers,
+        model_id=a.model.id,
+        model_version=a.model.version,
+        model_name=a.model.id,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(out)
+    return out
 
 
 def _finding_line(f: Any) -> str:
@@ -205,6 +257,8 @@ def register_inference_commands(add: AddCommand) -> None:
     sp.add_argument("--study-uid", help="a study in the local archive")
     sp.add_argument("--model", help="model id (default: the installed model for the modality)")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--sr", metavar="OUT.dcm", help="write the AI result SR (TID 1500)")
+    sp.add_argument("--send", metavar="NODE", help="C-STORE the SR to a node (via the outbox)")
     sp = add("evaluate", cmd_evaluate, "LUNA16 FROC and CPM of a nodule model on CT series")
     sp.add_argument("annotations", help="CSV: seriesuid,coordX,coordY,coordZ,diameter_mm")
     sp.add_argument("series_dirs", nargs="+")

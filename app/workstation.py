@@ -41,7 +41,7 @@ from dicom_net.storage_server import StorageServer
 from viewers.findings_panel import FindingsPanel
 from viewers.heatmap_controls import HeatmapControlsPanel
 from viewers.reading_view import Layout, ReadingView
-from viewers.slice_view import Tool
+from viewers.slice_view import PriorMark, Tool
 from viewers.study_browser import StudyBrowserPanel
 from viewers.tasks import run_task
 from viewers.theme import apply_dark_theme, icon
@@ -108,6 +108,8 @@ class Workstation(QMainWindow):
         self.endoscopy: Any = None
         self.review_frames: list[Any] = []
         self.engine: Any = None
+        self.last_report: Any = None
+        self.prior_producers: list[str] = []
         self.analysis: Any = None
         self.analysis_error: str | None = None
         self._ai_cancel: threading.Event | None = None
@@ -153,7 +155,12 @@ class Workstation(QMainWindow):
         self.device_label = QLabel("AI: no analysis yet")
         self.status.addPermanentWidget(self.ai_progress)
         self.status.addPermanentWidget(self.ai_cancel_button)
+        self.outbox_label = QLabel("")
+        self.status.addPermanentWidget(self.outbox_label)
         self.status.addPermanentWidget(self.device_label)
+        self._outbox_timer = QTimer(self)
+        self._outbox_timer.timeout.connect(self.refresh_outbox_state)
+        self._outbox_timer.start(2000)
         self.resize(1600, 960)
         self.resizeDocks([studies_dock, findings_dock], [420, 380], Qt.Orientation.Horizontal)
 
@@ -241,6 +248,10 @@ class Workstation(QMainWindow):
             )
         )
         self._action("Comment", "fa5s.comment", "C", self.comment_selected)
+        tb.addSeparator()
+        tb.addAction(
+            self._action("Sign && send", "fa5s.file-signature", "Ctrl+S", self.sign_and_send)
+        )
         tb.addSeparator()
         tb.addAction(self._action("Analyse", "fa5s.brain", "F5", self.analyze))
         tb.addSeparator()
@@ -356,6 +367,7 @@ class Workstation(QMainWindow):
             if volume.warnings:
                 msg += " - " + "; ".join(volume.warnings)
             self.status.showMessage(msg)
+            self.load_prior_results(study_uid, volume)
             if self.analyze_on_open:
                 self.analyze()
 
@@ -591,6 +603,98 @@ class Workstation(QMainWindow):
         self.nav.select(f.finding_id)
         self.reading.set_tool(Tool.NAVIGATE)
 
+    def refresh_outbox_state(self) -> None:
+        """Outbox state always visible: queued, failed, and the last error."""
+        from dicom_net.outbox import OutboxState
+
+        counts, last_error = Outbox(self.archive).counts()
+        queued = counts.get(OutboxState.QUEUED, 0)
+        failed = counts.get(OutboxState.FAILED, 0)
+        delivered = counts.get(OutboxState.DELIVERED, 0)
+        if not queued and not failed:
+            self.outbox_label.setText(f"Outbox: {delivered} delivered" if delivered else "")
+            self.outbox_label.setToolTip("")
+            return
+        text = f"Outbox: {queued} queued"
+        if failed:
+            text += f", {failed} failed"
+        self.outbox_label.setText(text)
+        self.outbox_label.setToolTip(last_error or "")
+
+    def report_destination(self) -> str | None:
+        """`[report] destination` in the settings, else the first configured node."""
+        dest = self.settings.extra.get("report", {}).get("destination")
+        if dest:
+            return str(dest)
+        return self.settings.nodes[0].name if self.settings.nodes else None
+
+    def sign_and_send(self) -> None:
+        """Lung-RADS shown (changeable), SRs built from the stored review, queued, sent."""
+        from PySide6.QtWidgets import QInputDialog
+
+        from app.reporting import ReportError, build_reports, queue_reports
+        from core.reports.lung_rads import CATEGORIES, suggest_lung_rads
+
+        if self.volume is None or self.review is None:
+            self.status.showMessage("Nothing to sign: open and review a CT study first")
+            return
+        dest = self.report_destination()
+        if dest is None:
+            self.status.showMessage("No destination: add [[nodes]] or [report] destination")
+            return
+        pending = len(self.review.pending())
+        if pending:
+            answer = QMessageBox.question(
+                self,
+                "Sign and send",
+                f"{pending} finding(s) are still pending. Sign anyway (they are reported as "
+                "not reviewed)?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        suggestion = suggest_lung_rads(list(self.findings))
+        categories = list(CATEGORIES)
+        category, ok = QInputDialog.getItem(
+            self,
+            "Lung-RADS v2022",
+            f"Suggested: {suggestion.category} ({suggestion.reason}).\nCategory for the report:",
+            categories,
+            categories.index(suggestion.category),
+            False,
+        )
+        if not ok:
+            return
+        series_uid = self.volume.series_instance_uid
+        out_dir = self.settings.storage / "reports" / series_uid
+        try:
+            files = build_reports(
+                self.archive,
+                self.review_store,
+                series_uid,
+                out_dir,
+                reader=self.settings.user,
+                lung_rads=category,
+                allow_pending=True,
+            )
+            ids = queue_reports(
+                self.archive,
+                self.review_store,
+                files,
+                dest,
+                reader=self.settings.user,
+                series_uid=series_uid,
+            )
+        except (ReportError, ValueError, OSError) as exc:
+            self.status.showMessage(f"Report not made: {exc}")
+            return
+        if self.outbox_worker is not None:
+            self.outbox_worker.wake()
+        self.last_report = files
+        self.status.showMessage(
+            f"Signed: Lung-RADS {category}; {len(ids)} objects queued for {dest} "
+            "(the outbox retries until delivered)"
+        )
+
     def _show_frame_results(self, analysis: Any) -> None:
         from dataclasses import replace
 
@@ -618,6 +722,63 @@ class Workstation(QMainWindow):
         self.analysis_error = message
         self.device_label.setText("AI: failed")
         self.status.showMessage(f"AI: {message}")
+
+    def load_prior_results(self, study_uid: str, volume: Volume) -> None:
+        """TID 1500 SRs already in the study (Loupe's or another producer's): read-only
+        overlays, each naming its producer."""
+        sr_classes = {
+            "1.2.840.10008.5.1.4.1.1.88.22",
+            "1.2.840.10008.5.1.4.1.1.88.33",
+            "1.2.840.10008.5.1.4.1.1.88.34",
+        }
+        srs = [
+            i
+            for i in self.archive.instances(study_instance_uid=study_uid)
+            if i.sop_class_uid in sr_classes
+        ]
+        self.prior_producers = []
+        if not srs:
+            self.reading.set_priors([])
+            return
+
+        def read(_progress: Any) -> tuple[list[PriorMark], list[str]]:
+            import pydicom
+
+            from core.reports.read import read_findings
+
+            marks, producers, problems = [], [], []
+            for inst in srs:
+                try:
+                    producer, found = read_findings(pydicom.dcmread(inst.path))
+                except Exception as exc:  # someone else's SR we cannot read: say so
+                    problems.append(f"{inst.path.name}: {exc}")
+                    continue
+                if producer.verified:
+                    continue  # reviewer SRs restate the AI SR: show the AI's marks once
+                producers.append(producer.describe())
+                name = (
+                    producer.algorithms[0][0]
+                    if producer.algorithms
+                    else (producer.device_name or producer.manufacturer or "prior")
+                )
+                for f in found:
+                    if f.center_mm is None or f.frame_of_reference_uid not in (
+                        None,
+                        "",
+                        volume.frame_of_reference_uid,
+                    ):
+                        continue
+                    marks.append(PriorMark(f.center_mm, f.diameter_mm or 6.0, f"prior: {name}"))
+            return marks, producers + [f"unreadable: {p}" for p in problems]
+
+        def done(result: tuple[list[PriorMark], list[str]]) -> None:
+            marks, producers = result
+            self.reading.set_priors(marks)
+            self.prior_producers = producers
+            if producers:
+                self.status.showMessage("Prior results: " + " | ".join(producers))
+
+        run_task(read, on_done=done)
 
     def _endoscopy_panel(self) -> Any:
         if self.endoscopy is None:

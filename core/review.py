@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_series ON decisions(series_instance_uid);
+CREATE TABLE IF NOT EXISTS reports (
+    series_instance_uid TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- "ai" (the AI result SR) or "review" (the reader's SR)
+    sop_instance_uid TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -141,6 +147,28 @@ class ReviewStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (_now(), user, action, series_uid, detail),
             )
+
+    def record_report(self, series_uid: str, kind: str, sop_instance_uid: str) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO reports VALUES (?, ?, ?, ?)",
+                (series_uid, kind, sop_instance_uid, _now()),
+            )
+
+    def latest_report(self, series_uid: str, kind: str) -> str | None:
+        """SOP Instance UID of the series' latest report of that kind."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT sop_instance_uid FROM reports WHERE series_instance_uid=? AND kind=? "
+                "ORDER BY rowid DESC LIMIT 1",
+                (series_uid, kind),
+            )
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
 
     def ai_findings(self, series_uid: str) -> list[Finding]:
         """The AI's findings as produced, before any decision."""

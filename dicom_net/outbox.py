@@ -138,6 +138,18 @@ class Outbox:
             for r in rows
         ]
 
+    def counts(self) -> tuple[dict[OutboxState, int], str | None]:
+        """Items per state, and the last error of an undelivered item (cheap: for a status
+        bar polled every few seconds)."""
+        rows = self.archive.query("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        counts = {OutboxState(r[0]): int(r[1]) for r in rows}
+        last = self.archive.query(
+            "SELECT last_error FROM outbox WHERE state != ? AND last_error IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (OutboxState.DELIVERED.value,),
+        )
+        return counts, (last[0][0] if last else None)
+
     def due(self, now: float | None = None) -> list[OutboxItem]:
         now = time.time() if now is None else now
         return [i for i in self.items(state=OutboxState.QUEUED) if i.next_attempt_at <= now]

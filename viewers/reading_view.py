@@ -16,7 +16,7 @@ from core.findings import FindingSet
 from core.mpr import Plane
 from core.navigation import Cursor
 from core.volume import Volume
-from viewers.slice_view import SliceView, Tool
+from viewers.slice_view import PriorMark, SliceView, Tool
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,11 @@ class ReadingView(QWidget):
             v.set_findings(findings)
         if self.view3d is not None and findings is not None:
             self.view3d.set_findings(findings)  # type: ignore[attr-defined]
+
+    def set_priors(self, priors: list[PriorMark]) -> None:
+        for v in self.slice_views:
+            v.priors = list(priors)
+            v.update()
 
     def set_heatmap(self, heatmap: npt.NDArray[np.uint8] | None) -> None:
         for v in self.slice_views:

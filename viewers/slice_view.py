@@ -60,6 +60,15 @@ class Tool(enum.StrEnum):
     ADD_FINDING = "add-finding"  # click the centre, drag out the radius
 
 
+@dataclass(frozen=True)
+class PriorMark:
+    """A finding from an earlier report (Loupe's or another producer's): read-only."""
+
+    center_mm: tuple[float, float, float]
+    diameter_mm: float
+    label: str  # e.g. "prior: acme-cad 2.1 (accepted)"
+
+
 @dataclass
 class FindingDrag:
     """A finding being edited with the mouse: moved (centre) or resized (diameter)."""
@@ -117,6 +126,7 @@ class SliceView(QWidget):
         self._moved = False
         self._draft: Measurement | None = None
         self._finding_drag: FindingDrag | None = None
+        self.priors: list[PriorMark] = []
         self._hover: tuple[float, float] | None = None
         self._cache_key: tuple[object, ...] | None = None
         self._cache_img: QImage | None = None
@@ -288,6 +298,8 @@ class SliceView(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         if self.ai.visible and self.findings is not None:
             self._paint_findings(p)
+        if self.ai.visible and self.priors:
+            self._paint_priors(p)
         if self.show_crosshair and self.nav.world is not None:
             self._paint_crosshair(p)
         self._paint_measurements(p)
@@ -321,6 +333,22 @@ class SliceView(QWidget):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(pt, r_px, r_px)
             p.drawText(pt + QPointF(r_px + 3, -r_px), f"{n} {f.probability:.0%}")
+
+    def _paint_priors(self, p: QPainter) -> None:
+        _, _, sx, _ = self._scale()
+        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
+        normal_mm = self._normal_spacing()
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for m in self.priors:
+            radius = m.diameter_mm / 2
+            d_slices, pt = self.world_to_screen(m.center_mm)
+            d_mm = abs(d_slices) * normal_mm
+            if d_mm > radius:
+                continue
+            r_px = max(4.0, math.sqrt(max(radius**2 - d_mm**2, 0.0)) * sx / col_mm + 5)
+            p.setPen(QPen(QColor(230, 230, 230), 1.2, Qt.PenStyle.DotLine))
+            p.drawEllipse(pt, r_px, r_px)
+            _shadow_text(p, pt.x() + r_px + 3, pt.y() + r_px, m.label)
 
     def _paint_crosshair(self, p: QPainter) -> None:
         assert self.nav.world is not None

@@ -170,3 +170,118 @@ def test_decisions_survive_the_app_being_killed(tmp_path, small_ct, keys):
     statuses = [f.status for f in store.restore(uid)]
     expected = {"A": ReviewStatus.ACCEPTED, "R": ReviewStatus.REJECTED}
     assert statuses[: len(keys)] == [expected[k] for k in keys]
+
+
+@pytest.mark.network
+def test_sign_and_send_writes_verified_reviewer_sr_to_the_pacs(
+    qtbot, tmp_path, small_ct, orthanc_factory, monkeypatch
+):
+    import io
+
+    import pydicom
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+    from core.reports.read import read_findings
+
+    pacs = orthanc_factory().start()
+    settings = parse_settings(
+        {
+            "local": {
+                "storage": str(tmp_path / "archive"),
+                "port": free_port(),
+                "bind": "127.0.0.1",
+            },
+            "nodes": [
+                {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
+            ],
+            "inference": {"analyze_on_open": False},
+            "user": "Reader^Rita",
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    import_paths(archive, [small_ct.paths[0].parent])
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    win.start_services()
+    win.open_study(small_ct.study_instance_uid)
+    qtbot.waitUntil(lambda: win.loaded_at is not None, timeout=30000)
+    uid = win.volume.series_instance_uid
+    win.review = ReviewSession(win.review_store, win.findings, uid, settings.user)
+    win.review.start(findings_for(win.volume, uid))
+    win.step_finding(1)
+    win.accept_selected()  # F0 accepted (12 mm solid nodule: Lung-RADS 4A)
+    win.reject_selected()  # F1 rejected
+    added = win.review.add(win.findings.get("F2").center_mm, 5.0, slice_index=10)
+
+    offered = {}
+
+    def choose(parent, title, label, items, current, editable):
+        offered["label"], offered["current"] = label, items[current]
+        return "4B", True  # the reader overrides the suggestion
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(choose))
+    monkeypatch.setattr(
+        QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes)
+    )
+    win.sign_and_send()
+    assert offered["current"] == "4A" and "Suggested: 4A" in offered["label"]
+    qtbot.waitUntil(lambda: pacs.get("/statistics")["CountInstances"] == 2, timeout=30000)
+    win.stop_services()
+
+    docs = [
+        pydicom.dcmread(io.BytesIO(pacs.request("GET", f"/instances/{i}/file")))
+        for i in pacs.get("/instances")
+    ]
+    review = next(d for d in docs if d.get("VerificationFlag") == "VERIFIED")
+    ai = next(d for d in docs if d is not review)
+    producer, found = read_findings(review)
+    assert producer.verified and producer.predecessors == (ai.SOPInstanceUID,)
+    assert producer.lung_rads == "4B" and "Reader" in (producer.person_name or "")
+    by_uid = {f.tracking_uid: f for f in found}
+    ai_uids = {f.tracking_uid for f in read_findings(ai)[1]}
+    f0, f1 = win.findings.get("F0"), win.findings.get("F1")
+    assert {f0.tracking_uid, f1.tracking_uid} <= ai_uids  # same tracking UIDs as the AI SR
+    assert by_uid[f0.tracking_uid].status is ReviewStatus.ACCEPTED
+    assert by_uid[f1.tracking_uid].status is ReviewStatus.REJECTED
+    assert by_uid[added.tracking_uid].status is ReviewStatus.ADDED
+    assert by_uid[added.tracking_uid].diameter_mm == pytest.approx(5.0)
+    log = [e.action for e in win.review_store.audit_log(uid)]
+    assert "report queued" in log
+
+
+def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, small_ct):
+    """An SR already in the study (here another producer's, made with highdicom) is drawn."""
+    import pydicom
+    from sr_sample import make_3d_sr
+
+    settings = parse_settings(
+        {
+            "local": {
+                "storage": str(tmp_path / "archive"),
+                "port": free_port(),
+                "bind": "127.0.0.1",
+            },
+            "inference": {"analyze_on_open": False},
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    import_paths(archive, [small_ct.paths[0].parent])
+    # The sample SR marks a point at (10, 20, 30) mm: move it onto slice 12 of this CT.
+    sr_path = make_3d_sr(small_ct.paths[12], tmp_path / "other.dcm")
+    ds = pydicom.dcmread(sr_path)
+    archive.store_file(sr_path)
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_study(small_ct.study_instance_uid)
+    qtbot.waitUntil(lambda: bool(win.prior_producers), timeout=30000)
+    assert (
+        win.prior_producers[0].startswith("Loupe test device")
+        and "unverified" in win.prior_producers[0]
+    )
+    marks = win.reading.axial.priors
+    assert len(marks) == 1 and marks[0].center_mm == pytest.approx((10.0, 20.0, 30.0))
+    assert marks[0].label.startswith("prior:")
+    assert len(win.findings) == 0  # read-only: not in the reader's findings
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"

@@ -1,0 +1,143 @@
+"""Report objects from a stored review, and "sign and send": the AI result SR and the
+reader's SR built from the review store, written, and queued in the outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from core.findings import Finding, ReviewStatus
+from core.reports.lung_rads import suggest_lung_rads
+from core.review import ReviewStore
+from dicom_net.archive import LocalArchive
+from dicom_net.outbox import Outbox
+
+
+class ReportError(Exception):
+    """The report cannot be made (nothing reviewed, findings pending, no source images)."""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    ai_sr: Path | None
+    review_sr: Path | None
+    lung_rads: str | None
+    pending: int
+
+
+def source_headers(archive: LocalArchive, series_uid: str) -> list[pydicom.Dataset]:
+    """Headers (no pixels) of the series the findings were made on, for SR references."""
+    instances = archive.instances(series_instance_uid=series_uid)
+    if not instances:
+        raise ReportError(f"series {series_uid} is not in the local archive")
+    return [pydicom.dcmread(i.path, stop_before_pixels=True) for i in instances]
+
+
+def series_of_study(archive: LocalArchive, store: ReviewStore, study_uid: str) -> str:
+    """The study's series that has AI findings or a review."""
+    in_study = {s.series_instance_uid for s in archive.series(study_uid)}
+    for series_uid in store.reviewed_series():
+        if series_uid in in_study:
+            return series_uid
+    raise ReportError(
+        f"study {study_uid} has no analysed or reviewed series: run `loupe analyze` or review "
+        "it in the workstation first"
+    )
+
+
+def keep_report(
+    archive: LocalArchive, store: ReviewStore, path: Path, series_uid: str, kind: str
+) -> None:
+    """A written SR joins its study in the local archive, and the review store remembers it
+    (the reviewer SR names the AI SR that was really produced as its predecessor)."""
+    stored = archive.store_file(path, source_node="loupe")
+    store.record_report(series_uid, kind, stored.header.sop_instance_uid)
+
+
+def ai_sr_of(
+    archive: LocalArchive, store: ReviewStore, series_uid: str, findings: list[Finding], out: Path
+) -> Path:
+    """The series' AI result SR: the one already made, else a new one (kept in the archive)."""
+    from core.reports.ai_sr import build_ai_sr
+
+    known = store.latest_report(series_uid, "ai")
+    inst = archive.instance(known) if known else None
+    if inst is not None and inst.path.exists():
+        return inst.path
+    if not findings:
+        raise ReportError(f"series {series_uid}: the AI reported no findings, no SR to write")
+    f0 = findings[0]
+    sr = build_ai_sr(
+        findings,
+        source_images=source_headers(archive, series_uid),
+        model_id=f0.model_id,
+        model_version=f0.model_version,
+        model_name=f0.model_id,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(out)
+    keep_report(archive, store, out, series_uid, "ai")
+    return out
+
+
+def build_reports(
+    archive: LocalArchive,
+    store: ReviewStore,
+    series_uid: str,
+    out_dir: Path,
+    *,
+    reader: str,
+    lung_rads: str | None = None,
+    allow_pending: bool = False,
+) -> ReportFiles:
+    """AI SR (as the model produced it) and the reviewer SR (verified by `reader`,
+    predecessor the AI SR, same tracking UIDs)."""
+    from core.reports.review_sr import build_review_sr
+
+    reviewed = store.restore(series_uid)
+    if not reviewed:
+        raise ReportError(f"series {series_uid}: no findings and no decisions to report")
+    pending = [f for f in reviewed if f.status is ReviewStatus.PENDING]
+    if pending and not allow_pending:
+        raise ReportError(
+            f"{len(pending)} of {len(reviewed)} findings are still pending: review them first "
+            "(or allow pending findings explicitly)"
+        )
+    headers = source_headers(archive, series_uid)
+    ai = store.ai_findings(series_uid)
+    ai_path = None
+    ai_ds = None
+    if ai:
+        ai_path = ai_sr_of(archive, store, series_uid, ai, out_dir / "ai-result-sr.dcm")
+        ai_ds = pydicom.dcmread(ai_path)
+    category = lung_rads or suggest_lung_rads(reviewed).category
+    review = build_review_sr(
+        reviewed, ai_sr=ai_ds, source_images=headers, reader_name=reader, lung_rads=category
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    review_path = out_dir / "review-sr.dcm"
+    review.save_as(review_path)
+    keep_report(archive, store, review_path, series_uid, "review")
+    return ReportFiles(ai_path, review_path, category, len(pending))
+
+
+def queue_reports(
+    archive: LocalArchive,
+    store: ReviewStore,
+    files: ReportFiles,
+    node: str,
+    *,
+    reader: str,
+    series_uid: str,
+) -> list[int]:
+    paths = [p for p in (files.ai_sr, files.review_sr) if p is not None]
+    ids = Outbox(archive).enqueue(node, paths)
+    store.audit(
+        reader,
+        "report queued",
+        series_uid,
+        f"{len(paths)} objects to node {node} (outbox {ids}); Lung-RADS {files.lung_rads}",
+    )
+    return ids

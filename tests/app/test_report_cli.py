@@ -1,0 +1,102 @@
+"""`loupe analyze --sr --send` and `loupe report`: SRs written, valid, sent to a real PACS."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+
+import pydicom
+import pytest
+from peers import require_tool
+
+from core.findings import FindingSet
+from core.review import ReviewSession, ReviewStore
+from dicom_net.archive import LocalArchive
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def analyzable_ct(tmp_path_factory):
+    """A CT the reference nodule model applies to (thin slices), small enough to be quick."""
+    from core.synthetic.chest_ct import make_chest_ct, write_ct_series
+
+    out = tmp_path_factory.mktemp("analyzable_ct")
+    phantom = make_chest_ct(
+        seed=4321,
+        slices=64,
+        rows=192,
+        cols=192,
+        pixel_spacing_mm=1.5,
+        slice_spacing_mm=2.5,
+        nodule_count=3,
+        min_nodule_mm=8.0,
+    )
+    return write_ct_series(
+        phantom, out, patient_id="SR-1", patient_name="Test^Report", uid_seed="report-ct"
+    )
+
+
+def dciodvfy_errors(path) -> list[str]:
+    exe = require_tool("dciodvfy")
+    r = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
+    loupe, orthanc_factory, analyzable_ct, tmp_path
+):
+    pacs = orthanc_factory().start()
+    loupe.write_config(pacs.node_toml())
+    r = loupe.run("import", str(analyzable_ct.paths[0].parent))
+    assert r.returncode == 0, r.stderr
+    study = analyzable_ct.study_instance_uid
+    ai_path = tmp_path / "ai.dcm"
+    r = loupe.run("analyze", "--study-uid", study, "--json", "--sr", str(ai_path), "--send", "pacs")
+    assert r.returncode == 0, r.stderr
+    findings = json.loads(r.stdout)
+    assert findings and "sent 1 SR" in r.stderr
+    assert dciodvfy_errors(ai_path) == []
+    ai = pydicom.dcmread(ai_path)
+    assert ai.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
+    assert ai.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    (stored,) = pacs.get("/instances")
+    assert pacs.get(f"/instances/{stored}/simplified-tags")["SOPInstanceUID"] == ai.SOPInstanceUID
+
+    # Not reviewed yet: the report says so and writes nothing.
+    r = loupe.run("report", "--study-uid", study, "--sr", str(tmp_path / "rev.dcm"))
+    assert r.returncode == 2 and "still pending" in r.stderr
+
+    # The reader reviews (as the workstation does: through the review store).
+    series = analyzable_ct.series_instance_uid
+    store = ReviewStore(loupe.storage / "review.sqlite")
+    session = ReviewSession(store, FindingSet(), series, "Reader^Rex")
+    session.start(store.ai_findings(series))
+    for n, f in enumerate(store.ai_findings(series)):
+        session.accept(f.finding_id) if n == 0 else session.reject(f.finding_id)
+    rev_path = tmp_path / "rev.dcm"
+    r = loupe.run("report", "--study-uid", study, "--sr", str(rev_path), "--send", "pacs")
+    assert r.returncode == 0, r.stderr
+    assert "wrote reviewer SR" in r.stdout and "sent 2 objects" in r.stdout
+    assert dciodvfy_errors(rev_path) == []
+    rev = pydicom.dcmread(rev_path)
+    assert rev.VerificationFlag == "VERIFIED"
+    # The AI SR sent by `analyze` is the reviewer SR's predecessor, not a second AI SR.
+    assert len(pacs.get("/instances")) == 2
+    got = [
+        pydicom.dcmread(io.BytesIO(pacs.request("GET", f"/instances/{i}/file")))
+        for i in pacs.get("/instances")
+    ]
+    assert {d.SOPInstanceUID for d in got} >= {rev.SOPInstanceUID}
+    assert (
+        rev.PredecessorDocumentsSequence[0]
+        .ReferencedSeriesSequence[0]
+        .ReferencedSOPSequence[0]
+        .ReferencedSOPInstanceUID
+        == ai.SOPInstanceUID
+    )
+    # Both SRs joined the study in the local archive.
+    classes = [i.sop_class_uid for i in LocalArchive(loupe.storage).instances()]
+    assert classes.count("1.2.840.10008.5.1.4.1.1.88.34") == 2
+    assert len(classes) == len(analyzable_ct.paths) + 2
