@@ -71,6 +71,7 @@ SHORTCUTS = [
     ("Drag the selected marker", "inside: move its centre; on the ring: change its diameter"),
     ("F", "add a finding the AI missed: click its centre, drag its radius"),
     ("C", "comment on the selected finding"),
+    ("A / R / K (endoscopy)", "confirm / reject the frame as a lesion; choose as key image"),
     ("Z", "reset zoom and pan"),
     ("F5", "analyse with the model that applies (runs on open by default)"),
 ]
@@ -248,6 +249,7 @@ class Workstation(QMainWindow):
             )
         )
         self._action("Comment", "fa5s.comment", "C", self.comment_selected)
+        self._action("Key image", "fa5s.star", "K", self.toggle_key_image)
         tb.addSeparator()
         tb.addAction(
             self._action("Sign && send", "fa5s.file-signature", "Ctrl+S", self.sign_and_send)
@@ -523,13 +525,52 @@ class Workstation(QMainWindow):
             return None
         return self.nav.selected_finding
 
+    def _frame_decision(self, accept: bool) -> None:
+        """Endoscopy: confirm or reject the selected frame, then go to the next frame."""
+        frame = self.endoscopy.model.selected if self.endoscopy is not None else None
+        if self.review is None or frame is None:
+            self.status.showMessage("Analyse the frames first (F5)")
+            return
+        found = next(
+            (
+                f
+                for f in self.findings
+                if f.sop_instance_uid == frame.sop_instance_uid and f.frame == frame.frame
+            ),
+            None,
+        )
+        if found is not None:
+            self.review.accept(found.finding_id) if accept else self.review.reject(found.finding_id)
+        elif accept:
+            self.review.add_frame(frame.sop_instance_uid, frame.frame, region=frame.region)
+        else:
+            self.status.showMessage("Nothing to reject: the AI did not flag this frame")
+            return
+        verdict = "confirmed" if accept else "rejected"
+        self.status.showMessage(f"Frame {frame.frame} of {frame.sop_instance_uid}: {verdict}")
+        self.endoscopy.model.next()
+
+    def toggle_key_image(self) -> None:
+        frame = self.endoscopy.model.selected if self._showing_frames() else None
+        if frame is None or self.review is None:
+            self.status.showMessage("Key images: open and analyse an endoscopy study first")
+            return
+        chosen = self.review.toggle_key_image(frame.sop_instance_uid, frame.frame)
+        self.status.showMessage(f"Key image {'chosen' if chosen else 'removed'}")
+
     def accept_selected(self) -> None:
+        if self._showing_frames():
+            self._frame_decision(True)
+            return
         fid = self._review_target()
         if fid is not None and self.review is not None:
             self.review.accept(fid)
             self.step_finding(1, pending_only=True)
 
     def reject_selected(self) -> None:
+        if self._showing_frames():
+            self._frame_decision(False)
+            return
         fid = self._review_target()
         if fid is not None and self.review is not None:
             self.review.reject(fid)
@@ -698,6 +739,11 @@ class Workstation(QMainWindow):
     def _show_frame_results(self, analysis: Any) -> None:
         from dataclasses import replace
 
+        series_uid = analysis.series_instance_uid or getattr(self, "review_series_uid", "")
+        self.review = ReviewSession(
+            self.review_store, self.findings, series_uid, self.settings.user
+        )
+        self.review.start(list(analysis.findings))
         by_key = {(a.ref.sop_instance_uid, a.ref.frame): a for a in analysis.endoscopy.frames}
         frames = []
         for f in self.review_frames:

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS reports (
     sop_instance_uid TEXT NOT NULL,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS key_images (
+    series_instance_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    frame INTEGER NOT NULL,
+    chosen INTEGER NOT NULL,          -- 1 chosen, 0 unchosen (latest row wins)
+    user TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -169,6 +177,41 @@ class ReviewStore:
             .fetchone()
         )
         return None if row is None else str(row[0])
+
+    def set_key_image(
+        self, series_uid: str, sop_uid: str, frame: int, chosen: bool, user: str
+    ) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            at = _now()
+            db.execute(
+                "INSERT INTO key_images VALUES (?, ?, ?, ?, ?, ?)",
+                (series_uid, sop_uid, frame, int(chosen), user, at),
+            )
+            db.execute(
+                "INSERT INTO audit(at, user, action, series_instance_uid, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    at,
+                    user,
+                    "key image " + ("chosen" if chosen else "removed"),
+                    series_uid,
+                    f"{sop_uid} frame {frame}",
+                ),
+            )
+
+    def key_images(self, series_uid: str) -> list[tuple[str, int]]:
+        """(SOP Instance UID, frame) of the images chosen as key images, in choice order."""
+        latest: dict[tuple[str, int], bool] = {}
+        for sop, frame, chosen in self._db().execute(
+            "SELECT sop_instance_uid, frame, chosen FROM key_images "
+            "WHERE series_instance_uid=? ORDER BY rowid",
+            (series_uid,),
+        ):
+            latest.pop((sop, frame), None)
+            latest[(sop, frame)] = bool(chosen)
+        return [k for k, on in latest.items() if on]
 
     def ai_findings(self, series_uid: str) -> list[Finding]:
         """The AI's findings as produced, before any decision."""
@@ -300,6 +343,30 @@ class ReviewSession:
         )
         self.store.record(self.series_uid, f, self.user)
         return self.findings.add(f)
+
+    def add_frame(
+        self, sop_instance_uid: str, frame: int, *, region: tuple[int, int, int, int] | None
+    ) -> Finding:
+        """An endoscopy frame the reader marks as a lesion (the AI did not flag it)."""
+        f = Finding(
+            finding_id=f"R{uuid.uuid4().hex[:6]}",
+            model_id="reader",
+            model_version=self.user,
+            series_instance_uid=self.series_uid,
+            probability=1.0,
+            label="lesion",
+            sop_instance_uid=sop_instance_uid,
+            frame=frame,
+            region=region,
+            status=ReviewStatus.ADDED,
+        )
+        self.store.record(self.series_uid, f, self.user)
+        return self.findings.add(f)
+
+    def toggle_key_image(self, sop_instance_uid: str, frame: int) -> bool:
+        chosen = (sop_instance_uid, frame) not in self.store.key_images(self.series_uid)
+        self.store.set_key_image(self.series_uid, sop_instance_uid, frame, chosen, self.user)
+        return chosen
 
     def comment(self, finding_id: str, text: str) -> Finding:
         return self._decide(finding_id, comment=text.strip())

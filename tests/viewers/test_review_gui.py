@@ -285,3 +285,53 @@ def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, s
     assert marks[0].label.startswith("prior:")
     assert len(win.findings) == 0  # read-only: not in the reader's findings
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+def test_endoscopy_frames_confirmed_rejected_and_key_images(qtbot, tmp_path):
+    from core.synthetic.endoscopy import write_endoscopy_study
+
+    settings = parse_settings(
+        {
+            "local": {
+                "storage": str(tmp_path / "archive"),
+                "port": free_port(),
+                "bind": "127.0.0.1",
+            },
+            "user": "Endo^Eva",
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    written, _truth = write_endoscopy_study(
+        tmp_path / "es", seed=11, frames=8, patient_id="E-2", patient_name="Test^Frames"
+    )
+    import_paths(archive, [tmp_path / "es"])
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.open_study(written.study_instance_uid)
+    qtbot.waitUntil(
+        lambda: win.analysis is not None or win.analysis_error is not None, timeout=60000
+    )
+    assert win.analysis_error is None, win.analysis_error
+    assert "endoscopy-lesion-ref" in win.device_label.text() and "CPU" in win.device_label.text()
+    panel = win.endoscopy
+    # Risk badges came from the model: lesion frames rank above the others.
+    ranked = [f for f in win.review_frames if f.probability is not None]
+    assert ranked and all(f.heatmap is not None for f in ranked)
+    first = panel.model.selected
+    qtbot.keyClick(win, Qt.Key.Key_K)  # key image
+    qtbot.keyClick(win, Qt.Key.Key_A)  # confirm: a finding (the AI's, or one the reader adds)
+    store = win.review_store
+    uid = win.review.series_uid
+    assert store.key_images(uid) == [(first.sop_instance_uid, first.frame)]
+    confirmed = [
+        f
+        for f in win.findings
+        if f.sop_instance_uid == first.sop_instance_uid and f.frame == first.frame
+    ]
+    assert confirmed and confirmed[0].status in (ReviewStatus.ACCEPTED, ReviewStatus.ADDED)
+    assert panel.model.selected is not first  # moved on to the next frame
+    assert [e.user for e in store.audit_log(uid)] == ["Endo^Eva", "Endo^Eva"]
