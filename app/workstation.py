@@ -232,6 +232,15 @@ class Workstation(QMainWindow):
         )
         tb.addAction(self._action("Reset view", "fa5s.expand", "Z", self.reading.reset_views))
         tb.addSeparator()
+        tb.addAction(self._action("Analyse", "fa5s.brain", "F5", self.analyze))
+        tb.addSeparator()
+        tb.addAction(self._action("Shortcuts", "fa5s.keyboard", "F1", self.show_shortcuts))
+        # Review on a second row, where the reader's eye goes after the image.
+        self.addToolBarBreak()
+        tb = QToolBar("Review")
+        tb.setObjectName("review-toolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.addToolBar(tb)
         tb.addAction(self._action("Accept", "fa5s.check", "A", self.accept_selected))
         tb.addAction(self._action("Reject", "fa5s.times", "R", self.reject_selected))
         self._action("Next finding", "fa5s.step-forward", "N", lambda: self.step_finding(1))
@@ -254,10 +263,6 @@ class Workstation(QMainWindow):
         tb.addAction(
             self._action("Sign && send", "fa5s.file-signature", "Ctrl+S", self.sign_and_send)
         )
-        tb.addSeparator()
-        tb.addAction(self._action("Analyse", "fa5s.brain", "F5", self.analyze))
-        tb.addSeparator()
-        tb.addAction(self._action("Shortcuts", "fa5s.keyboard", "F1", self.show_shortcuts))
 
     def set_layout(self, mode: Layout) -> None:
         self.reading.set_layout(mode)

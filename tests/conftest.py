@@ -13,17 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peers import Orthanc, free_port, peer_env, require_tool
+from peers import CtSeries, Orthanc, free_port, peer_env, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 LOUPE = [sys.executable, "-m", "app.cli"]
-
-
-@dataclass(frozen=True)
-class CtSeries:
-    study_instance_uid: str
-    series_instance_uid: str
-    paths: tuple[Path, ...]
 
 
 @pytest.fixture(scope="session")

@@ -141,3 +141,12 @@ class Orthanc:
             f'[[nodes]]\nname = "{name}"\nae_title = "{self.aet}"\nhost = "127.0.0.1"\n'
             f'port = {self.dicom_port}\nretrieve = "{retrieve}"\n'
         )
+
+
+@dataclass(frozen=True)
+class CtSeries:
+    """A CT series written to disk for tests."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    paths: tuple[Path, ...]

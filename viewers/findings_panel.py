@@ -56,6 +56,7 @@ class FindingsPanel(QWidget):
         t.verticalHeader().setVisible(False)
         t.horizontalHeader().setStretchLastSection(True)
         t.itemSelectionChanged.connect(self._on_select)
+        t.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.pending_only)

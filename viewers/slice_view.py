@@ -44,13 +44,15 @@ def orientation_letter(vector: npt.NDArray[np.float64]) -> str:
     return pos if vector[axis] > 0 else neg
 
 
-def _shadow_text(p: QPainter, x: float, y: float, text: str) -> None:
+def _shadow_text(p: QPainter, x: float, y: float, text: str, color: QColor = OVERLAY_TEXT) -> None:
     """Overlay text readable on bright and dark pixels alike (dark outline, light text)."""
+    pen = p.pen()
     p.setPen(QColor(0, 0, 0))
     for dx, dy in ((1, 1), (-1, -1), (1, -1), (-1, 1)):
         p.drawText(QPointF(x + dx, y + dy), text)
-    p.setPen(OVERLAY_TEXT)
+    p.setPen(color)
     p.drawText(QPointF(x, y), text)
+    p.setPen(pen)
 
 
 class Tool(enum.StrEnum):
@@ -332,7 +334,7 @@ class SliceView(QWidget):
             p.setPen(QPen(color, 3.0 if selected else 1.8))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(pt, r_px, r_px)
-            p.drawText(pt + QPointF(r_px + 3, -r_px), f"{n} {f.probability:.0%}")
+            _shadow_text(p, pt.x() + r_px + 3, pt.y() - r_px, f"{n} {f.probability:.0%}", color)
 
     def _paint_priors(self, p: QPainter) -> None:
         _, _, sx, _ = self._scale()

@@ -66,9 +66,10 @@ class SourceImages:
 
 
 def _group_algorithm(
-    f: Finding, algorithm: hd.sr.AlgorithmIdentification | None
+    f: Finding, algorithm: hd.sr.AlgorithmIdentification | None, options: GroupOptions
 ) -> hd.sr.AlgorithmIdentification | None:
-    return None if f.status is ReviewStatus.MODIFIED else algorithm
+    reader_edited = options.with_status and f.status is ReviewStatus.MODIFIED
+    return None if reader_edited else algorithm
 
 
 def algorithm_of(f: Finding, manufacturer: str) -> hd.sr.AlgorithmIdentification | None:
@@ -150,7 +151,7 @@ def ct_group(
             ],
         ),
         finding_type=c.NODULE,
-        algorithm_id=_group_algorithm(f, algorithm),
+        algorithm_id=_group_algorithm(f, algorithm, options),
         finding_sites=[hd.sr.FindingSite(c.LUNG)],
         measurements=_measurements(f, algorithm),
         qualitative_evaluations=_evaluations(f, options) or None,
@@ -184,7 +185,7 @@ def frame_group(
             source_image=source,
         ),
         finding_type=c.LESION,
-        algorithm_id=_group_algorithm(f, algorithm),
+        algorithm_id=_group_algorithm(f, algorithm, options),
         finding_sites=[hd.sr.FindingSite(c.ESOPHAGUS)],
         measurements=_measurements(f, algorithm) or None,
         qualitative_evaluations=_evaluations(f, options) or None,

@@ -9,14 +9,15 @@ ELLIPSOID, POLYGON, ELLIPSE, ...) gives a centre.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from core.findings import ReviewStatus
+from core.findings import Finding, ReviewStatus
 from core.reports import codes as c
 
 __all__ = ["Producer", "ReadFinding", "read_findings"]
@@ -72,6 +73,43 @@ class ReadFinding:
     comment: str = ""
     algorithm: tuple[str, str] | None = None
     measurements: dict[str, tuple[float, str]] = field(default_factory=dict)
+    series_instance_uid: str | None = None  # of the referenced image, from the SR's evidence
+
+    def to_finding(self) -> Finding:
+        """A Finding to continue the review with (same Tracking UID). A finding without a
+        certainty gets probability 1.0 when the reader added it, else 0.0."""
+        if self.center_mm is None and self.sop_instance_uid is None:
+            raise ValueError(f"finding {self.tracking_identifier} has no location")
+        added = self.status is ReviewStatus.ADDED
+        model_id, model_version = self.algorithm or (("reader", "") if added else ("", ""))
+        attributes: dict[str, Any] = {}
+        if self.nodule_type is not None:
+            attributes["type"] = self.nodule_type
+        solid = self.measurements.get(c.SOLID_COMPONENT_DIAMETER.meaning)
+        if solid is not None and solid[1] == "mm":
+            attributes["solid_component_mm"] = solid[0]
+        kw: dict[str, Any] = {}
+        if self.tracking_uid:
+            kw["tracking_uid"] = self.tracking_uid
+        return Finding(
+            finding_id=self.tracking_identifier or self.tracking_uid or "",
+            model_id=model_id,
+            model_version=model_version,
+            series_instance_uid=self.series_instance_uid or "",
+            probability=self.probability
+            if self.probability is not None
+            else (1.0 if added else 0.0),
+            label=(self.finding_type or "finding").lower(),
+            center_mm=self.center_mm,
+            diameter_mm=self.diameter_mm,
+            sop_instance_uid=self.sop_instance_uid,
+            frame=self.frame,
+            region=self.region,
+            attributes=attributes,
+            status=self.status or ReviewStatus.PENDING,
+            comment=self.comment,
+            **kw,
+        )
 
 
 def _code(ds: Dataset, keyword: str = "ConceptNameCodeSequence") -> tuple[str, str, str] | None:
@@ -188,6 +226,25 @@ def _document_evaluations(ds: Dataset) -> str | None:
     return None
 
 
+def _evidence_series(sr: Dataset) -> dict[str, str]:
+    """SOP Instance UID -> Series Instance UID of every instance in the SR's evidence."""
+    out: dict[str, str] = {}
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in sr.get(keyword, []):
+            for series in study.get("ReferencedSeriesSequence", []):
+                for inst in series.get("ReferencedSOPSequence", []):
+                    out[str(inst.ReferencedSOPInstanceUID)] = str(series.SeriesInstanceUID)
+    return out
+
+
+def _first_image(group: Dataset) -> str | None:
+    for item in _walk(list(group.get("ContentSequence", []))):
+        ref = item.get("ReferencedSOPSequence")
+        if ref:
+            return str(ref[0].ReferencedSOPInstanceUID)
+    return None
+
+
 def read_findings(sr: pydicom.Dataset) -> tuple[Producer, list[ReadFinding]]:
     """The producer and the measurement groups (planar and volumetric ROIs) of a TID 1500 SR."""
     report = hd.sr.MeasurementReport.from_sequence([sr])
@@ -195,7 +252,11 @@ def read_findings(sr: pydicom.Dataset) -> tuple[Producer, list[ReadFinding]]:
         *report.get_volumetric_roi_measurement_groups(),
         *report.get_planar_roi_measurement_groups(),
     ]
-    findings = [_group_finding(g) for g in groups]
+    series_of = _evidence_series(sr)
+    findings = [
+        replace(f, series_instance_uid=series_of.get(ref or ""))
+        for f, ref in ((_group_finding(g), _first_image(g[0])) for g in groups)
+    ]
     device_name = device_uid = person = None
     for ctx in report.get_observer_contexts():
         attrs = ctx.observer_identifying_attributes

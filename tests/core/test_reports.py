@@ -10,8 +10,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from conftest import CtSeries
-from peers import require_tool
+from peers import CtSeries, require_tool
 from pydicom.sr.codedict import codes
 from sr_sample import make_3d_sr
 
@@ -173,6 +172,20 @@ def test_ai_sr_round_trip(
         assert r.nodule_type == f.attributes.get("type")
         assert r.status is None  # the AI SR records no review
         assert r.frame_of_reference_uid == ct_headers[0].FrameOfReferenceUID
+        assert r.series_instance_uid == f.series_instance_uid
+        g = r.to_finding()  # back to the model the workstation reviews
+        assert (g.finding_id, g.tracking_uid, g.model_id, g.model_version, g.label) == (
+            f.finding_id,
+            f.tracking_uid,
+            f.model_id,
+            f.model_version,
+            f.label,
+        )
+        assert (g.series_instance_uid, g.attributes, g.status) == (
+            f.series_instance_uid,
+            f.attributes,
+            ReviewStatus.PENDING,
+        )
 
 
 def test_review_sr_supersedes_ai_sr_and_keeps_tracking_uids(
@@ -326,6 +339,35 @@ def test_endoscopy_frames_as_planar_regions(tmp_path: Path) -> None:
     assert read[1].region == (0, 0, int(headers[0].Rows), int(headers[0].Columns))
     assert read[0].graphic_type == "POLYLINE"
     assert [r.probability for r in read] == pytest.approx([0.97, 0.55])
+    assert {r.series_instance_uid for r in read} == {written.series_instance_uid}
+
+    # The reader keeps the first frame, rejects the second: a valid review SR, read back.
+    kept = read[0].to_finding()
+    assert (kept.sop_instance_uid, kept.frame, kept.region) == (
+        findings[0].sop_instance_uid,
+        1,
+        box,
+    )
+    decided = [
+        replace(kept, status=ReviewStatus.ACCEPTED),
+        replace(read[1].to_finding(), status=ReviewStatus.REJECTED, comment="bubble"),
+    ]
+    review = build_review_sr(
+        decided,
+        ai_sr=pydicom.dcmread(path),
+        source_images=headers,
+        reader_name="Endo^Scopist",
+    )
+    review_path = tmp_path / "es-review.dcm"
+    review.save_as(review_path)
+    assert_valid(review_path)
+    assert dsrdump(review_path).count("# TID 1410") == 2
+    _, back = read_findings(pydicom.dcmread(review_path))
+    assert [(r.status, r.comment) for r in back] == [
+        (ReviewStatus.ACCEPTED, ""),
+        (ReviewStatus.REJECTED, "bubble"),
+    ]
+    assert [r.tracking_uid for r in back] == [f.tracking_uid for f in findings]
 
 
 def test_read_findings_from_other_producers(

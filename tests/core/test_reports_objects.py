@@ -9,8 +9,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from conftest import CtSeries
-from peers import require_tool
+from peers import CtSeries, require_tool
 from test_reports import dciodvfy
 
 from core.findings import Finding, ReviewStatus
@@ -19,6 +18,7 @@ from core.reports.ct_grid import CtGrid
 from core.reports.kos import build_kos
 from core.reports.pmap import build_probability_map
 from core.reports.seg import build_nodule_seg
+from core.synthetic.endoscopy import write_endoscopy_study
 
 
 def assert_only(path: Path, allowed: tuple[str, ...]) -> None:
@@ -162,3 +162,35 @@ def test_parametric_map_keeps_float_probabilities(grid: CtGrid, tmp_path: Path) 
         build_probability_map(
             values[:-1], source_images=list(grid.headers), model_id="m", model_version="1"
         )
+
+
+def test_kos_lists_the_high_risk_endoscopy_frames(tmp_path: Path) -> None:
+    written, _ = write_endoscopy_study(
+        tmp_path / "es", seed=5, frames=4, patient_id="E2", patient_name="Endo^Kos", uid_seed="k"
+    )
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in written.paths]
+
+    def frame(n: int, p: float, status: ReviewStatus = ReviewStatus.PENDING) -> Finding:
+        return Finding(
+            finding_id=f"f{n}",
+            model_id="endoscopy-lesion-ref",
+            model_version="1.0.0",
+            series_instance_uid=written.series_instance_uid,
+            probability=p,
+            label="lesion",
+            sop_instance_uid=written.sop_instance_uids[n],
+            frame=1,
+            status=status,
+        )
+
+    findings = [frame(0, 0.9), frame(1, 0.3), frame(2, 0.95, ReviewStatus.REJECTED), frame(3, 0.7)]
+    kos = build_kos(findings, source_images=headers, min_frame_probability=0.5)
+    path = tmp_path / "kos.dcm"
+    kos.save_as(path)
+    assert_only(path, ())
+    refs = [
+        item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for item in pydicom.dcmread(path).ContentSequence
+        if item.ValueType == "IMAGE"
+    ]
+    assert refs == [written.sop_instance_uids[0], written.sop_instance_uids[3]]

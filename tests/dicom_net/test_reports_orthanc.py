@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import CtSeries
-from peers import peer_env, require_tool
+from peers import CtSeries, peer_env, require_tool
 
 from core.findings import Finding, ReviewStatus
 from core.reports.ai_sr import build_ai_sr
