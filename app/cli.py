@@ -388,10 +388,11 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(files.review_sr.read_bytes())
             written = [out]
-            if files.ai_sr is not None:
-                ai_out = out.with_name(f"{out.stem}-ai{out.suffix or '.dcm'}")
-                ai_out.write_bytes(files.ai_sr.read_bytes())
-                written.append(ai_out)
+            for extra, suffix in ((files.ai_sr, "ai"), (files.kos, "kos")):
+                if extra is not None:
+                    extra_out = out.with_name(f"{out.stem}-{suffix}{out.suffix or '.dcm'}")
+                    extra_out.write_bytes(extra.read_bytes())
+                    written.append(extra_out)
             print(
                 f"wrote reviewer SR {out} (Lung-RADS {files.lung_rads}"
                 f"{', ' + str(files.pending) + ' pending' if files.pending else ''})"

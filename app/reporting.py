@@ -25,6 +25,11 @@ class ReportFiles:
     review_sr: Path | None
     lung_rads: str | None
     pending: int
+    kos: Path | None = None  # key images ("Of Interest")
+
+    @property
+    def paths(self) -> list[Path]:
+        return [p for p in (self.ai_sr, self.review_sr, self.kos) if p is not None]
 
 
 def source_headers(archive: LocalArchive, series_uid: str) -> list[pydicom.Dataset]:
@@ -112,7 +117,9 @@ def build_reports(
     if ai:
         ai_path = ai_sr_of(archive, store, series_uid, ai, out_dir / "ai-result-sr.dcm")
         ai_ds = pydicom.dcmread(ai_path)
-    category = lung_rads or suggest_lung_rads(reviewed).category
+    # Lung-RADS is for lung nodules in CT; endoscopy reviews have frame findings only.
+    ct = any(f.center_mm is not None for f in reviewed)
+    category = (lung_rads or suggest_lung_rads(reviewed).category) if ct else None
     review = build_review_sr(
         reviewed, ai_sr=ai_ds, source_images=headers, reader_name=reader, lung_rads=category
     )
@@ -120,7 +127,48 @@ def build_reports(
     review_path = out_dir / "review-sr.dcm"
     review.save_as(review_path)
     keep_report(archive, store, review_path, series_uid, "review")
-    return ReportFiles(ai_path, review_path, category, len(pending))
+    kos_path = _key_object_selection(store, series_uid, reviewed, headers, reader, out_dir)
+    return ReportFiles(ai_path, review_path, category, len(pending), kos_path)
+
+
+def _key_object_selection(
+    store: ReviewStore,
+    series_uid: str,
+    reviewed: list[Finding],
+    headers: list[pydicom.Dataset],
+    reader: str,
+    out_dir: Path,
+) -> Path | None:
+    """KOS "Of Interest" of the kept findings' images and the frames the reader chose."""
+    from core.reports.kos import build_kos
+
+    kept = [
+        f
+        for f in reviewed
+        if f.status in (ReviewStatus.ACCEPTED, ReviewStatus.MODIFIED, ReviewStatus.ADDED)
+    ]
+    have = {(f.sop_instance_uid, f.frame) for f in kept}
+    for sop, frame in store.key_images(series_uid):
+        if (sop, frame) not in have:
+            kept.append(
+                Finding(
+                    f"K{len(kept)}",
+                    "reader",
+                    reader,
+                    series_uid,
+                    1.0,
+                    label="key image",
+                    sop_instance_uid=sop,
+                    frame=frame,
+                    status=ReviewStatus.ACCEPTED,
+                )
+            )
+    if not kept:
+        return None
+    kos = build_kos(kept, source_images=headers, reader_name=reader)
+    path = out_dir / "key-images-kos.dcm"
+    kos.save_as(path)
+    return path
 
 
 def queue_reports(
@@ -132,7 +180,7 @@ def queue_reports(
     reader: str,
     series_uid: str,
 ) -> list[int]:
-    paths = [p for p in (files.ai_sr, files.review_sr) if p is not None]
+    paths = files.paths
     ids = Outbox(archive).enqueue(node, paths)
     store.audit(
         reader,

@@ -681,8 +681,8 @@ class Workstation(QMainWindow):
         from app.reporting import ReportError, build_reports, queue_reports
         from core.reports.lung_rads import CATEGORIES, suggest_lung_rads
 
-        if self.volume is None or self.review is None:
-            self.status.showMessage("Nothing to sign: open and review a CT study first")
+        if self.review is None:
+            self.status.showMessage("Nothing to sign: open and review a study first")
             return
         dest = self.report_destination()
         if dest is None:
@@ -698,19 +698,22 @@ class Workstation(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        suggestion = suggest_lung_rads(list(self.findings))
-        categories = list(CATEGORIES)
-        category, ok = QInputDialog.getItem(
-            self,
-            "Lung-RADS v2022",
-            f"Suggested: {suggestion.category} ({suggestion.reason}).\nCategory for the report:",
-            categories,
-            categories.index(suggestion.category),
-            False,
-        )
-        if not ok:
-            return
-        series_uid = self.volume.series_instance_uid
+        category: str | None = None
+        if not self._showing_frames():
+            suggestion = suggest_lung_rads(list(self.findings))
+            categories = list(CATEGORIES)
+            category, ok = QInputDialog.getItem(
+                self,
+                "Lung-RADS v2022",
+                f"Suggested: {suggestion.category} ({suggestion.reason}).\n"
+                "Category for the report:",
+                categories,
+                categories.index(suggestion.category),
+                False,
+            )
+            if not ok:
+                return
+        series_uid = self.review.series_uid
         out_dir = self.settings.storage / "reports" / series_uid
         try:
             files = build_reports(
@@ -737,7 +740,8 @@ class Workstation(QMainWindow):
             self.outbox_worker.wake()
         self.last_report = files
         self.status.showMessage(
-            f"Signed: Lung-RADS {category}; {len(ids)} objects queued for {dest} "
+            f"Signed{f': Lung-RADS {category}' if category else ''}; {len(ids)} objects queued "
+            f"for {dest} "
             "(the outbox retries until delivered)"
         )
 

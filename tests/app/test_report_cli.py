@@ -78,12 +78,16 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     rev_path = tmp_path / "rev.dcm"
     r = loupe.run("report", "--study-uid", study, "--sr", str(rev_path), "--send", "pacs")
     assert r.returncode == 0, r.stderr
-    assert "wrote reviewer SR" in r.stdout and "sent 2 objects" in r.stdout
+    assert "wrote reviewer SR" in r.stdout and "sent 3 objects" in r.stdout
     assert dciodvfy_errors(rev_path) == []
+    kos = pydicom.dcmread(tmp_path / "rev-kos.dcm")  # key image of the accepted nodule
+    assert kos.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59"
+    assert kos.ConceptNameCodeSequence[0].CodeValue == "113000"  # Of Interest, never 113001
+    assert dciodvfy_errors(tmp_path / "rev-kos.dcm") == []
     rev = pydicom.dcmread(rev_path)
     assert rev.VerificationFlag == "VERIFIED"
     # The AI SR sent by `analyze` is the reviewer SR's predecessor, not a second AI SR.
-    assert len(pacs.get("/instances")) == 2
+    assert len(pacs.get("/instances")) == 3  # AI SR, reviewer SR, KOS
     got = [
         pydicom.dcmread(io.BytesIO(pacs.request("GET", f"/instances/{i}/file")))
         for i in pacs.get("/instances")

@@ -226,7 +226,8 @@ def test_sign_and_send_writes_verified_reviewer_sr_to_the_pacs(
     )
     win.sign_and_send()
     assert offered["current"] == "4A" and "Suggested: 4A" in offered["label"]
-    qtbot.waitUntil(lambda: pacs.get("/statistics")["CountInstances"] == 2, timeout=30000)
+    # AI SR, reviewer SR and the KOS of the kept finding's key slice.
+    qtbot.waitUntil(lambda: pacs.get("/statistics")["CountInstances"] == 3, timeout=30000)
     win.stop_services()
 
     docs = [
@@ -234,7 +235,9 @@ def test_sign_and_send_writes_verified_reviewer_sr_to_the_pacs(
         for i in pacs.get("/instances")
     ]
     review = next(d for d in docs if d.get("VerificationFlag") == "VERIFIED")
-    ai = next(d for d in docs if d is not review)
+    ai = next(d for d in docs if d is not review and d.SOPClassUID.endswith(".88.34"))
+    kos = next(d for d in docs if d.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59")
+    assert kos.ConceptNameCodeSequence[0].CodeValue == "113000"
     producer, found = read_findings(review)
     assert producer.verified and producer.predecessors == (ai.SOPInstanceUID,)
     assert producer.lung_rads == "4B" and "Reader" in (producer.person_name or "")
