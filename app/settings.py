@@ -191,6 +191,19 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
             for i, c in enumerate(callers_v)
             if isinstance(c, str) or _raise(f"local.allowed_callers[{i}] must be a string")
         )
+    inference_t = _expect(data, "inference", dict, "settings", default={})
+    _unknown_keys(inference_t, {"analyze_on_open"}, "[inference]")
+    _expect(inference_t, "analyze_on_open", bool, "inference", True)
+    report_t = _expect(data, "report", dict, "settings", default={})
+    _unknown_keys(report_t, {"destination"}, "[report]")
+    destination = _expect(report_t, "destination", str, "report", None)
+    if destination is not None and destination not in seen:
+        raise SettingsError(
+            f"report.destination = {destination!r} is not a configured node "
+            f"(nodes: {', '.join(sorted(seen)) or 'none'})"
+        )
+    viewer_t = _expect(data, "viewer", dict, "settings", default={})
+    _unknown_keys(viewer_t, set(), "[viewer]")
     user = _expect(data, "user", str, "settings", None) or os.environ.get("USER") or "reader"
     return Settings(
         local=LocalNode(ae_title=ae_title, port=port, bind=bind, allowed_callers=callers),

@@ -75,6 +75,8 @@ def test_defaults_and_loupe_home(tmp_path, monkeypatch):
         ),
         ("[local]\nallowed_callers = [1]", "local.allowed_callers[0] must be a string"),
         ("[local\n", "not valid TOML"),
+        ("[inference]\nanalyze_on_open = 1", "inference.analyze_on_open must be bool"),
+        ('[report]\ndestination = "nowhere"', "report.destination = 'nowhere' is not a configured"),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path, toml, named):
