@@ -77,6 +77,13 @@ def build_demo_pacs(root: Path, *, regenerate: bool = False) -> LocalArchive:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.no_window:
+        from app.workstation import _no_display
+
+        problem = _no_display()
+        if problem is not None:
+            print(f"loupe: {problem}", file=sys.stderr)
+            return 2
     pacs_archive = build_demo_pacs(demo_pacs_root(settings), regenerate=args.regenerate)
     workstation = LocalArchive(settings.storage)
 

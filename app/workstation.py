@@ -879,8 +879,27 @@ class Workstation(QMainWindow):
         img.save(str(path))
 
 
+def _no_display() -> str | None:
+    """Why no window can open here (Linux without X11/Wayland), or None."""
+    import os
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no display to open the workstation on (DISPLAY and WAYLAND_DISPLAY are unset): run "
+        "it in a desktop session, under `xvfb-run -a`, with QT_QPA_PLATFORM=offscreen and "
+        "--screenshot, or use --no-window (demo) for the headless summary"
+    )
+
+
 def run_workstation(settings: Settings, args: argparse.Namespace) -> int:
     """`loupe` and `loupe open`: the window; with --screenshot, render once and exit."""
+    problem = _no_display()
+    if problem is not None:
+        print(f"loupe: {problem}", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     apply_dark_theme(app)

@@ -95,7 +95,7 @@ class StorageServer:
         allowed = [a for a in self.local.allowed_callers if a != "*"]
         if "*" not in self.local.allowed_callers:
             if not allowed:
-                log.warning(
+                log.info(
                     "no calling AE title is allowed to store to %s: set [local] "
                     "allowed_callers or configure [[nodes]]",
                     self.local.ae_title,
