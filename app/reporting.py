@@ -102,8 +102,6 @@ def build_reports(
     from core.reports.review_sr import build_review_sr
 
     reviewed = store.restore(series_uid)
-    if not reviewed:
-        raise ReportError(f"series {series_uid}: no findings and no decisions to report")
     pending = [f for f in reviewed if f.status is ReviewStatus.PENDING]
     if pending and not allow_pending:
         raise ReportError(
@@ -118,7 +116,9 @@ def build_reports(
         ai_path = ai_sr_of(archive, store, series_uid, ai, out_dir / "ai-result-sr.dcm")
         ai_ds = pydicom.dcmread(ai_path)
     # Lung-RADS is for lung nodules in CT; endoscopy reviews have frame findings only.
-    ct = any(f.center_mm is not None for f in reviewed)
+    ct = any(f.center_mm is not None for f in reviewed) or (
+        not reviewed and headers and str(headers[0].get("Modality", "")) == "CT"
+    )
     category = (lung_rads or suggest_lung_rads(reviewed).category) if ct else None
     review = build_review_sr(
         reviewed, ai_sr=ai_ds, source_images=headers, reader_name=reader, lung_rads=category

@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS ai_findings (
     finding TEXT NOT NULL,            -- the AI's finding as produced (JSON)
     PRIMARY KEY (series_instance_uid, finding_id)
 );
+CREATE TABLE IF NOT EXISTS analyses (
+    series_instance_uid TEXT NOT NULL,
+    findings INTEGER NOT NULL,        -- how many the AI reported (0: a negative study)
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     series_instance_uid TEXT NOT NULL,
@@ -116,6 +121,7 @@ class ReviewStore:
                 "INSERT OR IGNORE INTO ai_findings VALUES (?, ?, ?)",
                 [(series_uid, f.finding_id, finding_to_json(f)) for f in findings],
             )
+            db.execute("INSERT INTO analyses VALUES (?, ?, ?)", (series_uid, len(findings), _now()))
 
     def record(self, series_uid: str, finding: Finding, user: str) -> None:
         db = self._db()
@@ -228,6 +234,7 @@ class ReviewStore:
         rows = self._db().execute(
             "SELECT series_instance_uid, MAX(at) FROM decisions GROUP BY series_instance_uid "
             "UNION SELECT series_instance_uid, '' FROM ai_findings "
+            "UNION SELECT series_instance_uid, MAX(at) FROM analyses GROUP BY series_instance_uid "
             "ORDER BY 2 DESC"
         )
         return list(dict.fromkeys(r[0] for r in rows))

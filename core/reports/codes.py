@@ -52,6 +52,9 @@ CONSISTENCY_VALUES: dict[str, Code] = {
 }
 SOLID_COMPONENT_DIAMETER = _loupe("SOLID-DIAMETER", "Solid component diameter")
 LUNG_RADS = _loupe("LUNG-RADS-2022", "Lung-RADS v2022 category")
+# The finding of the one TID 1501 group of a report with no finding to list (a negative
+# study): highdicom (and TID 1500 row 6) wants at least one measurement group.
+NO_FINDINGS = _loupe("NO-FINDINGS", "No finding to report")
 LUNG_RADS_VALUES: dict[str, Code] = {
     c: _loupe(f"LR-{c}", f"Lung-RADS {c}") for c in ("0", "1", "2", "3", "4A", "4B", "4X")
 }

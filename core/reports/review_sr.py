@@ -9,6 +9,7 @@ never with a KOS "Rejected for Quality Reasons" (IOCM archives would hide the im
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import highdicom as hd
 import pydicom
@@ -65,8 +66,8 @@ def build_review_sr(
     `reader_name` is a DICOM person name ("Family^Given"); reader-added findings are
     included; a finding taken from the AI SR must keep that SR's Tracking UID.
     """
-    if not findings:
-        raise ValueError("findings is empty: TID 1500 needs at least one measurement group")
+    if not findings and lung_rads is None and not impression:
+        raise ValueError("nothing to report: no findings, no Lung-RADS category and no impression")
     if lung_rads is not None and lung_rads not in c.LUNG_RADS_VALUES:
         raise ValueError(
             f"lung_rads must be one of {sorted(c.LUNG_RADS_VALUES)}, got {lung_rads!r}"
@@ -96,10 +97,22 @@ def build_review_sr(
             ),
         ),
     )
+    groups: list[Any] = list(groups_for(findings, images, options))
+    if not groups:
+        # A negative study: one TID 1501 group saying so (TID 1500 needs a group).
+        groups = [
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=hd.UID(), identifier="No finding to report"
+                ),
+                finding_type=c.NO_FINDINGS,
+                finding_sites=[hd.sr.FindingSite(c.LUNG)] if lung_rads is not None else None,
+            )
+        ]
     report = hd.sr.MeasurementReport(
         observation_context=context,
-        procedure_reported=procedure_for(findings),
-        imaging_measurements=groups_for(findings, images, options),
+        procedure_reported=procedure_for(findings) if findings else c.CT_CHEST,
+        imaging_measurements=groups,
     )
     document = [] if lung_rads is None else [(c.LUNG_RADS, c.LUNG_RADS_VALUES[lung_rads])]
     add_document_evaluations(report, document, comment=impression)

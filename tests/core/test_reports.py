@@ -434,3 +434,22 @@ def test_read_findings_from_other_producers(
     assert a.measurements == {"Area": (100.0, "mm2")} and a.diameter_mm is None
     assert b.graphic_type == "ELLIPSOID" and b.center_mm == pytest.approx((0.0, 50.0, z))
     assert b.finding_type == "Mass"
+
+
+def test_negative_study_reviewer_sr_has_lung_rads_1_and_validates(tmp_path, ct_headers):
+    """No nodule to list: one TID 1501 group says so, the category is still reported."""
+    from core.reports.read import read_findings
+    from core.reports.review_sr import build_review_sr
+
+    sr = build_review_sr(
+        [], ai_sr=None, source_images=ct_headers, reader_name="Reader^Nina", lung_rads="1"
+    )
+    path = tmp_path / "negative.dcm"
+    sr.save_as(path)
+    assert_valid(path)
+    producer, found = read_findings(pydicom.dcmread(path))
+    assert producer.verified and producer.lung_rads == "1"
+    assert found == []  # nothing listed as a finding
+    assert "No finding to report" in str(pydicom.dcmread(path).ContentSequence)
+    with pytest.raises(ValueError, match="nothing to report"):
+        build_review_sr([], ai_sr=None, source_images=ct_headers, reader_name="R^N")
