@@ -131,7 +131,9 @@ class Workstation(QMainWindow):
         self.center.addWidget(self.reading)
         self.setCentralWidget(self.center)
 
-        self.browser = StudyBrowserPanel(archive, settings.local, settings.nodes)
+        self.browser = StudyBrowserPanel(
+            archive, settings.local, settings.nodes, ai_status=self.ai_status_of
+        )
         self.browser.open_study.connect(self.open_study)
         studies_dock = self._dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.findings_panel = FindingsPanel(self.nav)
@@ -164,6 +166,10 @@ class Workstation(QMainWindow):
         self._outbox_timer.start(2000)
         self.resize(1600, 960)
         self.resizeDocks([studies_dock, findings_dock], [420, 380], Qt.Orientation.Horizontal)
+
+    def ai_status_of(self, study_uid: str) -> str:
+        series = {s.series_instance_uid for s in self.archive.series(study_uid)}
+        return self.review_store.status_of(series)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -517,6 +523,7 @@ class Workstation(QMainWindow):
             )
             self.review.start(list(analysis.findings))
             self.reading.set_heatmap(heat)
+        self.browser.refresh_local()
         n = len(analysis.findings)
         msg = f"AI: {n} finding{'' if n == 1 else 's'} by {m.id} {m.version}"
         if analysis.warnings:
@@ -739,6 +746,7 @@ class Workstation(QMainWindow):
         if self.outbox_worker is not None:
             self.outbox_worker.wake()
         self.last_report = files
+        self.browser.refresh_local()
         self.status.showMessage(
             f"Signed{f': Lung-RADS {category}' if category else ''}; {len(ids)} objects queued "
             f"for {dest} "

@@ -229,6 +229,37 @@ class ReviewStore:
             )
         ]
 
+    def status_of(self, series_uids: set[str]) -> str:
+        """A short AI/review state for a study's series: for the study browser."""
+        if not series_uids:
+            return ""
+        db = self._db()
+        marks = ",".join("?" * len(series_uids))
+        params = tuple(series_uids)
+        signed = db.execute(
+            f"SELECT COUNT(*) FROM reports WHERE kind='review' AND series_instance_uid IN "
+            f"({marks})",
+            params,
+        ).fetchone()[0]
+        if signed:
+            return "signed"
+        total = db.execute(
+            f"SELECT COUNT(*) FROM ai_findings WHERE series_instance_uid IN ({marks})", params
+        ).fetchone()[0]
+        decided = db.execute(
+            f"SELECT COUNT(DISTINCT finding_id) FROM decisions WHERE series_instance_uid IN "
+            f"({marks})",
+            params,
+        ).fetchone()[0]
+        analysed = db.execute(
+            f"SELECT COUNT(*) FROM analyses WHERE series_instance_uid IN ({marks})", params
+        ).fetchone()[0]
+        if decided:
+            return f"reviewed {min(decided, total) if total else decided}/{total}"
+        if analysed or total:
+            return f"{total} finding{'' if total == 1 else 's'}"
+        return ""
+
     def reviewed_series(self) -> list[str]:
         """Series with AI findings or decisions, most recent first."""
         rows = self._db().execute(

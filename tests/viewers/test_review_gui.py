@@ -209,8 +209,12 @@ def test_sign_and_send_writes_verified_reviewer_sr_to_the_pacs(
     uid = win.volume.series_instance_uid
     win.review = ReviewSession(win.review_store, win.findings, uid, settings.user)
     win.review.start(findings_for(win.volume, uid))
+    win.browser.refresh_local()
+    assert win.browser.local_table.item(0, 6).text() == "3 findings"
     win.step_finding(1)
     win.accept_selected()  # F0 accepted (12 mm solid nodule: Lung-RADS 4A)
+    win.browser.refresh_local()
+    assert win.browser.local_table.item(0, 6).text() == "reviewed 1/3"
     win.reject_selected()  # F1 rejected
     added = win.review.add(win.findings.get("F2").center_mm, 5.0, slice_index=10)
 
@@ -251,6 +255,9 @@ def test_sign_and_send_writes_verified_reviewer_sr_to_the_pacs(
     assert by_uid[added.tracking_uid].diameter_mm == pytest.approx(5.0)
     log = [e.action for e in win.review_store.audit_log(uid)]
     assert "report queued" in log
+    # The study browser's AI column shows the study as signed.
+    table = win.browser.local_table
+    assert [table.item(r, 6).text() for r in range(table.rowCount())] == ["signed"]
 
 
 def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, small_ct):
