@@ -794,10 +794,11 @@ class Workstation(QMainWindow):
             "1.2.840.10008.5.1.4.1.1.88.33",
             "1.2.840.10008.5.1.4.1.1.88.34",
         }
+        seg_class = "1.2.840.10008.5.1.4.1.1.66.4"
         srs = [
             i
             for i in self.archive.instances(study_instance_uid=study_uid)
-            if i.sop_class_uid in sr_classes
+            if i.sop_class_uid in sr_classes or i.sop_class_uid == seg_class
         ]
         self.prior_producers = []
         if not srs:
@@ -808,9 +809,24 @@ class Workstation(QMainWindow):
             import pydicom
 
             from core.reports.read import read_findings
+            from core.reports.read_seg import summarize_segments
 
             marks, producers, problems = [], [], []
             for inst in srs:
+                if inst.sop_class_uid == seg_class:
+                    try:
+                        segments = summarize_segments(pydicom.dcmread(inst.path))
+                    except Exception as exc:  # another producer's SEG we cannot read
+                        problems.append(f"{inst.path.name}: {exc}")
+                        continue
+                    for seg in segments:
+                        if seg.frame_of_reference_uid in ("", volume.frame_of_reference_uid):
+                            marks.append(
+                                PriorMark(seg.center_mm, seg.diameter_mm, f"prior SEG: {seg.label}")
+                            )
+                    if segments:
+                        producers.append(f"SEG by {segments[0].producer}")
+                    continue
                 try:
                     producer, found = read_findings(pydicom.dcmread(inst.path))
                 except Exception as exc:  # someone else's SR we cannot read: say so

@@ -194,3 +194,42 @@ def test_kos_lists_the_high_risk_endoscopy_frames(tmp_path: Path) -> None:
         if item.ValueType == "IMAGE"
     ]
     assert refs == [written.sop_instance_uids[0], written.sop_instance_uids[3]]
+
+
+def test_seg_read_back_as_segment_centres_and_sizes(small_ct, tmp_path):
+    """A SEG (ours here; any producer's reads the same way) summarised for prior display."""
+    import pydicom
+
+    from core.findings import Finding, ReviewStatus
+    from core.reports.read_seg import summarize_segments
+    from core.reports.seg import build_nodule_seg
+
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in small_ct.paths]
+    full = [pydicom.dcmread(p) for p in small_ct.paths]
+    k, j, i = 12, 64, 40
+    first = full[0]
+    sx, sy = (float(v) for v in first.PixelSpacing)
+    z = sorted(float(h.ImagePositionPatient[2]) for h in headers)[k]
+    centre = (
+        float(first.ImagePositionPatient[0]) + i * sy,
+        float(first.ImagePositionPatient[1]) + j * sx,
+        z,
+    )
+    f = Finding(
+        "F1",
+        "m",
+        "1",
+        small_ct.series_instance_uid,
+        0.9,
+        center_mm=centre,
+        diameter_mm=20.0,
+        status=ReviewStatus.ACCEPTED,
+    )
+    seg = build_nodule_seg([f], source_images=full)
+    path = tmp_path / "seg.dcm"
+    seg.save_as(path)
+    (summary,) = summarize_segments(pydicom.dcmread(path))
+    assert np.allclose(summary.center_mm, centre, atol=1.5)
+    assert summary.diameter_mm == pytest.approx(20.0, rel=0.25)
+    assert summary.frame_of_reference_uid == first.FrameOfReferenceUID
+    assert "Loupe" in summary.producer

@@ -345,3 +345,50 @@ def test_endoscopy_frames_confirmed_rejected_and_key_images(qtbot, tmp_path):
     assert confirmed and confirmed[0].status in (ReviewStatus.ACCEPTED, ReviewStatus.ADDED)
     assert panel.model.selected is not first  # moved on to the next frame
     assert [e.user for e in store.audit_log(uid)] == ["Endo^Eva", "Endo^Eva"]
+
+
+def test_prior_segmentation_is_shown_with_its_label(qtbot, tmp_path, small_ct):
+    import pydicom
+
+    from core.reports.seg import build_nodule_seg
+
+    settings = parse_settings(
+        {
+            "local": {
+                "storage": str(tmp_path / "archive"),
+                "port": free_port(),
+                "bind": "127.0.0.1",
+            },
+            "inference": {"analyze_on_open": False},
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    import_paths(archive, [small_ct.paths[0].parent])
+    full = [pydicom.dcmread(p) for p in small_ct.paths]
+    centre = tuple(float(v) for v in full[0].ImagePositionPatient)
+    centre = (
+        centre[0] + 100.0,
+        centre[1] + 160.0,
+        sorted(float(d.ImagePositionPatient[2]) for d in full)[12],
+    )
+    f = Finding(
+        "F1",
+        "m",
+        "1",
+        small_ct.series_instance_uid,
+        0.9,
+        center_mm=centre,
+        diameter_mm=20.0,
+        status=ReviewStatus.ACCEPTED,
+    )
+    build_nodule_seg([f], source_images=full).save_as(tmp_path / "seg.dcm")
+    archive.store_file(tmp_path / "seg.dcm")
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_study(small_ct.study_instance_uid)
+    qtbot.waitUntil(lambda: bool(win.prior_producers), timeout=30000)
+    assert win.prior_producers[0].startswith("SEG by Loupe")
+    (mark,) = win.reading.axial.priors
+    assert mark.label.startswith("prior SEG:")
+    assert mark.center_mm == pytest.approx(centre, abs=1.5)
