@@ -795,24 +795,36 @@ class Workstation(QMainWindow):
             "1.2.840.10008.5.1.4.1.1.88.34",
         }
         seg_class = "1.2.840.10008.5.1.4.1.1.66.4"
+        pm_class = "1.2.840.10008.5.1.4.1.1.30"
         srs = [
             i
             for i in self.archive.instances(study_instance_uid=study_uid)
-            if i.sop_class_uid in sr_classes or i.sop_class_uid == seg_class
+            if i.sop_class_uid in sr_classes or i.sop_class_uid in (seg_class, pm_class)
         ]
         self.prior_producers = []
         if not srs:
             self.reading.set_priors([])
             return
 
-        def read(_progress: Any) -> tuple[list[PriorMark], list[str]]:
+        def read(_progress: Any) -> tuple[list[PriorMark], list[str], Any]:
             import pydicom
 
             from core.reports.read import read_findings
+            from core.reports.read_pmap import map_on_volume_grid, producer_of
             from core.reports.read_seg import summarize_segments
 
             marks, producers, problems = [], [], []
+            heat = None
             for inst in srs:
+                if inst.sop_class_uid == pm_class:
+                    try:
+                        ds = pydicom.dcmread(inst.path)
+                        heat = map_on_volume_grid(ds, volume)
+                    except Exception as exc:  # another grid, another frame of reference
+                        problems.append(f"{inst.path.name}: {exc}")
+                        continue
+                    producers.append(f"parametric map by {producer_of(ds)}")
+                    continue
                 if inst.sop_class_uid == seg_class:
                     try:
                         segments = summarize_segments(pydicom.dcmread(inst.path))
@@ -848,11 +860,13 @@ class Workstation(QMainWindow):
                     ):
                         continue
                     marks.append(PriorMark(f.center_mm, f.diameter_mm or 6.0, f"prior: {name}"))
-            return marks, producers + [f"unreadable: {p}" for p in problems]
+            return marks, producers + [f"unreadable: {p}" for p in problems], heat
 
-        def done(result: tuple[list[PriorMark], list[str]]) -> None:
-            marks, producers = result
+        def done(result: tuple[list[PriorMark], list[str], Any]) -> None:
+            marks, producers, heat = result
             self.reading.set_priors(marks)
+            if heat is not None and self.analysis is None:
+                self.reading.set_heatmap(heat)  # the prior map until the AI runs again
             self.prior_producers = producers
             if producers:
                 self.status.showMessage("Prior results: " + " | ".join(producers))
@@ -879,6 +893,7 @@ class Workstation(QMainWindow):
         self.reading.set_volume(volume)
         self.findings.replace_all([])
         self.review = None
+        self.analysis = None
         self.reading.set_heatmap(None)
         self.window_level.apply_preset("lung")
         # Crosshair at the middle of the volume: every MPR pane starts on the same point.

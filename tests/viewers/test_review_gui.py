@@ -392,3 +392,42 @@ def test_prior_segmentation_is_shown_with_its_label(qtbot, tmp_path, small_ct):
     (mark,) = win.reading.axial.priors
     assert mark.label.startswith("prior SEG:")
     assert mark.center_mm == pytest.approx(centre, abs=1.5)
+
+
+def test_prior_parametric_map_fills_the_heatmap_pane(qtbot, tmp_path, small_ct):
+    import numpy as np
+    import pydicom
+
+    from core.reports.pmap import build_probability_map
+
+    settings = parse_settings(
+        {
+            "local": {
+                "storage": str(tmp_path / "archive"),
+                "port": free_port(),
+                "bind": "127.0.0.1",
+            },
+            "inference": {"analyze_on_open": False},
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    import_paths(archive, [small_ct.paths[0].parent])
+    full = sorted(
+        (pydicom.dcmread(p) for p in small_ct.paths), key=lambda d: float(d.ImagePositionPatient[2])
+    )
+    probs = np.zeros((24, 128, 128), dtype=np.float32)
+    probs[12, 60:70, 40:50] = 0.8
+    build_probability_map(
+        probs, source_images=full, model_id="other-cad", model_version="2.1"
+    ).save_as(tmp_path / "pm.dcm")
+    archive.store_file(tmp_path / "pm.dcm")
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_study(small_ct.study_instance_uid)
+    qtbot.waitUntil(lambda: bool(win.prior_producers), timeout=30000)
+    assert win.prior_producers[0].startswith("parametric map by")
+    heat = win.reading.heat.heatmap
+    assert heat is not None and heat.shape == win.volume.shape
+    # Same place as written (the volume's slice order is by position, as `full`).
+    assert abs(int(heat[12, 65, 45]) - 204) <= 1 and heat[12, 20, 20] == 0
