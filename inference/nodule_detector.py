@@ -110,10 +110,30 @@ class NoduleDetector:
                 f"model {manifest.id}: preprocessing.patch_size {self.patch} differs from "
                 f"inputs[0].shape {manifest.inputs[0].shape}"
             )
+        # Optional test-time augmentation: outputs averaged over these flips of each patch.
+        flips = manifest.preprocessing.get("test_time_flips", [])
+        axes = {"z": 0, "y": 1, "x": 2}
+        if not isinstance(flips, list) or any(f not in axes for f in flips):
+            raise ModelError(
+                f"model {manifest.id}: preprocessing.test_time_flips must be a list of "
+                f"'x', 'y', 'z', not {flips!r}"
+            )
+        self.flip_axes: tuple[int, ...] = tuple(axes[f] for f in flips)
+
+    def _run(self, tile: F32) -> list[F32]:
+        out = self.session.run({self.input_name: np.ascontiguousarray(tile)[None, None]})
+        return [np.asarray(v[0], dtype=np.float32) for v in out.values()]
 
     def _infer(self, tile: F32) -> list[F32]:
-        out = self.session.run({self.input_name: tile[None, None]})
-        return [np.asarray(v[0], dtype=np.float32) for v in out.values()]
+        outs = self._run(tile)
+        for ax in self.flip_axes:
+            flipped = self._run(np.flip(tile, axis=ax))
+            # Outputs are (C, q, q, q): the patch axis `ax` is output axis ax + 1.
+            outs = [o + np.flip(f, axis=ax + 1) for o, f in zip(outs, flipped, strict=True)]
+        if self.flip_axes:
+            n = 1.0 + len(self.flip_axes)
+            outs = [o / n for o in outs]
+        return outs
 
     def detect(
         self,

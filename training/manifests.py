@@ -13,7 +13,7 @@ PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 NODULE: dict[str, Any] = {
     "schema": 1,
     "id": "lung-nodule-ref",
-    "version": "1.0.0",
+    "version": "1.1.0",
     "name": "Loupe reference lung nodule detector (synthetic)",
     "manufacturer": "Loupe",
     "task": "detection-3d-heatmap",
@@ -43,13 +43,17 @@ NODULE: dict[str, Any] = {
         "gaussian_sigma_scale": 0.125,
         "output_stride": 2,
         "lung_mask": "air below -400 HU not touching the image border, 8 mm grid, dilated 16 mm",
+        # Test-time augmentation: outputs averaged over the patch, its left-right and its
+        # front-back flip (3 runs per patch). Chosen on validation seeds 700000+.
+        "test_time_flips": ["x", "y"],
     },
     "decoding": {
         "threshold": 0.15,
         "nms_radius_mm": 10.0,
         "max_findings": 30,
         "min_diameter_mm": 0.0,
-        "edge_margin_mm": 12.0,
+        # 1.1.0 is trained on patches at the first/last slices: no edge margin needed.
+        "edge_margin_mm": 0.0,
         "peak": "3x3x3 local maximum, probability-weighted centroid",
         "texture_labels": ["solid", "part-solid", "ground-glass"],
     },

@@ -2,15 +2,21 @@
 
     .venv/bin/python training/train_nodule.py --out resources/models/lung-nodule-ref
 
-Training data: core.synthetic.chest_ct phantoms with seeds 1000..1000+N-1 (evaluation uses
-seeds >= 900000, never seen here). The network is a small fully convolutional 3D CNN on 2 mm
-isotropic patches; it outputs, at 4 mm, a centre heatmap logit, log(diameter mm) and three
-texture logits (solid, part-solid, ground-glass). Torch is a training-time dependency only.
+Training data: core.synthetic.chest_ct phantoms with seeds first_seed..first_seed+N-1 (default
+1000; validation uses 700000+ (training/tune_nodule.py), evaluation >= 900000, never seen
+here). The network is a small fully convolutional 3D CNN on 2 mm isotropic patches; it
+outputs, at 4 mm, a centre heatmap logit, log(diameter mm) and three texture logits (solid,
+part-solid, ground-glass). Each batch mixes nodule patches (small and faint nodules weighted
+up), hard negatives (`--mine`: false-positive peaks of a previous model on the training
+phantoms), lung vessels, patches at the first/last slice placed as the sliding window places
+them, and random lung. `--init` fine-tunes previous weights. Torch is a training-time
+dependency only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -22,6 +28,8 @@ from torch import nn
 from core.synthetic.chest_ct import make_chest_ct
 from core.volume import Volume
 from inference.ct_preprocess import coarse_lung_mask, resample_isotropic, window
+from inference.manifest import load_manifest
+from inference.nodule_detector import NoduleDetector
 
 SPACING_MM = 2.0
 OUT_STRIDE = 2  # output voxel = 4 mm
@@ -29,6 +37,8 @@ WINDOW = (-1000.0, 400.0)
 TEXTURES = ("solid", "part-solid", "ground-glass")
 TRAIN_PATCH = 48
 EXPORT_PATCH = 64
+# Patch kinds cycled through each batch (batch 8: half positives).
+KINDS = ("positive", "hard", "positive", "vessel", "positive", "edge", "positive", "lung")
 
 
 class NoduleNet(nn.Module):
@@ -85,7 +95,12 @@ def texture_of(kind: str) -> int:
     return TEXTURES.index(kind) if kind in TEXTURES else 0
 
 
-def make_case(seed: int) -> dict[str, np.ndarray]:
+HARD_KINDS = ("ground-glass", "part-solid", "juxtapleural")
+
+
+def make_case(seed: int, miner: NoduleDetector | None = None) -> dict[str, np.ndarray]:
+    """One training phantom at 2 mm with its targets; `miner` (a detector on the previous
+    model, edge margin 0) adds its false-positive peaks as hard negatives."""
     rng = np.random.default_rng(seed + 77)
     size = int(rng.choice([224, 256, 288]))
     fov = float(rng.uniform(320.0, 400.0))
@@ -114,10 +129,13 @@ def make_case(seed: int) -> dict[str, np.ndarray]:
     inv = np.linalg.inv(rs.affine)
     osp = SPACING_MM * OUT_STRIDE
     centres = []
+    weights = []
     for n in ph.nodules:
         kji = inv[:3, :3] @ np.array(n.center_mm) + inv[:3, 3]
         c = (kji - 0.5) / OUT_STRIDE  # output voxel centre o covers input voxels 2o, 2o+1
         centres.append(kji)
+        # Balanced sampling: small and faint/pleural nodules are the hard ones.
+        weights.append(1.0 + 1.5 * (n.diameter_mm <= 8.0) + 1.0 * (n.kind in HARD_KINDS))
         sigma = max(n.diameter_mm / 4.0, 3.0) / osp
         rad = math.ceil(3 * sigma)
         lo = np.maximum(np.floor(c).astype(int) - rad, 0)
@@ -133,13 +151,41 @@ def make_case(seed: int) -> dict[str, np.ndarray]:
         heat[sl] = np.maximum(heat[sl], blob)
         diam[sl][sel] = n.diameter_mm
         tex[sl][sel] = texture_of(n.kind)
+    # Vessel voxels inside the lungs (the main false-positive source), away from nodules.
+    lm = resample_isotropic(
+        volume_from_phantom(ph.lung_mask.astype(np.float32), ph.spacing_mm, ph.origin_mm),
+        SPACING_MM,
+    ).hu
+    cand = np.argwhere((rs.hu > -500.0) & (lm > 0.5))
+    cen = np.array(centres).reshape(-1, 3)
+    radii = np.array([n.diameter_mm / 2 for n in ph.nodules]).reshape(-1)
+
+    def far(pts: np.ndarray) -> np.ndarray:
+        if len(pts) == 0 or len(cen) == 0:
+            return pts
+        d = np.linalg.norm((pts[:, None, :] - cen[None]) * SPACING_MM, axis=2)
+        return pts[np.all(d > radii[None] + 8.0, axis=1)]
+
+    if len(cand) > 4000:
+        cand = cand[rng.choice(len(cand), 4000, replace=False)]
+    vessels = far(cand.astype(np.float64))
+    hard = np.zeros((0, 3))
+    if miner is not None:
+        from inference.series_input import volume_from_phantom as vfp
+
+        res = miner.detect(vfp(ph.hu, ph.spacing_mm, ph.origin_mm, f"train-{seed}"))
+        pts = np.array([inv[:3, :3] @ np.array(f.center_mm) + inv[:3, 3] for f in res.findings])
+        hard = far(pts.reshape(-1, 3))
     return {
         "x": x,
         "heat": heat,
         "diam": diam,
         "tex": tex,
         "lung": lung,
-        "centres": np.array(centres).reshape(-1, 3),
+        "centres": cen,
+        "weights": np.array(weights, dtype=np.float64),
+        "vessels": vessels.reshape(-1, 3),
+        "hard": hard.reshape(-1, 3),
     }
 
 
@@ -156,18 +202,39 @@ def volume_from_phantom(
 
 
 def sample_patch(
-    case: dict[str, np.ndarray], rng: np.random.Generator, positive: bool
+    case: dict[str, np.ndarray], rng: np.random.Generator, kind: str
 ) -> tuple[np.ndarray, ...]:
+    """kind: positive (near a nodule), hard (a mined false positive), vessel, edge (touching
+    the first/last slice, placed and padded as the sliding window does), lung (anywhere)."""
     p = TRAIN_PATCH
     shape = np.array(case["x"].shape)
-    if positive and len(case["centres"]):
-        c = case["centres"][rng.integers(len(case["centres"]))]
+    if kind == "hard" and not len(case["hard"]):
+        kind = "vessel"
+    if kind == "vessel" and not len(case["vessels"]):
+        kind = "lung"
+    edge_z = None
+    if kind == "positive" and len(case["centres"]):
+        w = case["weights"] / case["weights"].sum()
+        c = case["centres"][rng.choice(len(case["centres"]), p=w)]
+        start = c - p / 2 + rng.integers(-14, 15, size=3)
+    elif kind in ("hard", "vessel"):
+        pts = case["hard" if kind == "hard" else "vessels"]
+        c = pts[rng.integers(len(pts))]
         start = c - p / 2 + rng.integers(-14, 15, size=3)
     else:
         lung = np.argwhere(case["lung"])
+        if kind == "edge":
+            top = rng.random() < 0.5
+            kz = lung[:, 0]
+            sel = lung[kz <= kz.min() + 3] if top else lung[kz >= kz.max() - 3]
+            lung = sel if len(sel) else lung
+            # The sliding window starts at 0 and ends at the volume padded to a multiple of 4.
+            edge_z = 0 if top else max(-(-int(shape[0]) // 4) * 4 - p, 0)
         c = (lung[rng.integers(len(lung))] + 0.5) * 4.0
         start = c - p / 2 + rng.integers(-8, 9, size=3)
     start = (np.clip(start, 0, np.maximum(shape - p, 0)) // 4 * 4).astype(int)
+    if edge_z is not None:
+        start[0] = edge_z
     x = np.full((p, p, p), 0.0, dtype=np.float32)
     src = case["x"][start[0] : start[0] + p, start[1] : start[1] + p, start[2] : start[2] + p]
     x[: src.shape[0], : src.shape[1], : src.shape[2]] = src
@@ -184,6 +251,9 @@ def sample_patch(
     if rng.random() < 0.5:
         x = x[:, :, ::-1]
         outs = [t[:, :, ::-1] for t in outs]
+    if rng.random() < 0.5:  # front/back: the anatomy is not symmetric but nodules look alike
+        x = x[:, ::-1, :]
+        outs = [t[:, ::-1, :] for t in outs]
     x = x * rng.uniform(0.95, 1.05) + rng.uniform(-0.03, 0.03)
     x = x + rng.normal(0.0, rng.uniform(0.0, 0.015), size=x.shape)
     return (np.ascontiguousarray(x, dtype=np.float32), *[np.ascontiguousarray(t) for t in outs])
@@ -199,14 +269,34 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, help="torch weights saved here (not shipped)")
     ap.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--first-seed", type=int, default=1000)
+    ap.add_argument("--init", type=Path, help="start from these torch weights")
+    ap.add_argument(
+        "--mine",
+        type=Path,
+        help="model directory (ONNX + manifest) whose false positives on the training "
+        "phantoms become hard negatives",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     t0 = time.time()
-    cases = [make_case(1000 + s) for s in range(args.cases)]
-    print(f"{len(cases)} phantoms in {time.time() - t0:.0f} s", flush=True)
+    miner = None
+    if args.mine is not None:
+        man = load_manifest(args.mine)
+        dec = dict(man.decoding, edge_margin_mm=0.0, threshold=0.05, max_findings=40)
+        # Training phantoms go beyond the model's pixel-spacing range (up to 1.8 mm).
+        at = dataclasses.replace(man.applies_to, pixel_spacing_mm=None, slice_spacing_mm=None)
+        miner = NoduleDetector(dataclasses.replace(man, decoding=dec, applies_to=at))
+    cases = [make_case(args.first_seed + s, miner) for s in range(args.cases)]
+    n_hard = sum(len(c["hard"]) for c in cases)
+    print(
+        f"{len(cases)} phantoms, {n_hard} mined negatives in {time.time() - t0:.0f} s", flush=True
+    )
     net = NoduleNet()
+    if args.init is not None:
+        net.load_state_dict(torch.load(args.init))
     if args.resume:
         if args.checkpoint is None:
             ap.error("--resume needs --checkpoint")
@@ -221,7 +311,7 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         batch = [
-            sample_patch(cases[rng.integers(len(cases))], rng, positive=b % 2 == 0)
+            sample_patch(cases[rng.integers(len(cases))], rng, KINDS[b % len(KINDS)])
             for b in range(args.batch)
         ]
         x = torch.from_numpy(np.stack([b[0] for b in batch]))[:, None]
