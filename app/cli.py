@@ -157,7 +157,6 @@ def run_retrieve(
     on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Retrieve with our storage SCP running for the duration (C-MOVE needs it)."""
-    from dicom_net.errors import DicomNetError as NetError
     from dicom_net.nodes import RetrieveMethod
     from dicom_net.retrieve import retrieve
     from dicom_net.storage_server import StorageServer
@@ -169,7 +168,7 @@ def run_retrieve(
     try:
         server.start()
         started = True
-    except NetError as exc:
+    except DicomNetError as exc:
         # Another Loupe (the workstation) may already listen on our port and store into the
         # same archive; the move still lands. Say so rather than fail.
         logging.getLogger("loupe").warning("%s; relying on the receiver already there", exc)

@@ -78,9 +78,9 @@ def build_demo_pacs(root: Path, *, regenerate: bool = False) -> LocalArchive:
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     if not args.no_window:
-        from app.workstation import _no_display
+        from app.workstation import no_display_reason
 
-        problem = _no_display()
+        problem = no_display_reason()
         if problem is not None:
             print(f"loupe: {problem}", file=sys.stderr)
             return 2

@@ -49,6 +49,13 @@ from viewers.theme import apply_dark_theme, icon
 log = logging.getLogger(__name__)
 
 CT_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
+SR_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+}
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+PARAMETRIC_MAP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
 FRAME_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
     "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
@@ -284,7 +291,6 @@ class Workstation(QMainWindow):
             self.archive,
             self.settings.local,
             node_for_ae=self.settings.node_for_ae,
-            on_stored=lambda _s: None,
         )
         try:
             server.start()
@@ -789,17 +795,10 @@ class Workstation(QMainWindow):
     def load_prior_results(self, study_uid: str, volume: Volume) -> None:
         """TID 1500 SRs already in the study (Loupe's or another producer's): read-only
         overlays, each naming its producer."""
-        sr_classes = {
-            "1.2.840.10008.5.1.4.1.1.88.22",
-            "1.2.840.10008.5.1.4.1.1.88.33",
-            "1.2.840.10008.5.1.4.1.1.88.34",
-        }
-        seg_class = "1.2.840.10008.5.1.4.1.1.66.4"
-        pm_class = "1.2.840.10008.5.1.4.1.1.30"
         srs = [
             i
             for i in self.archive.instances(study_instance_uid=study_uid)
-            if i.sop_class_uid in sr_classes or i.sop_class_uid in (seg_class, pm_class)
+            if i.sop_class_uid in SR_CLASSES or i.sop_class_uid in (SEG_CLASS, PARAMETRIC_MAP_CLASS)
         ]
         self.prior_producers = []
         if not srs:
@@ -816,7 +815,7 @@ class Workstation(QMainWindow):
             marks, producers, problems = [], [], []
             heat = None
             for inst in srs:
-                if inst.sop_class_uid == pm_class:
+                if inst.sop_class_uid == PARAMETRIC_MAP_CLASS:
                     try:
                         ds = pydicom.dcmread(inst.path)
                         heat = map_on_volume_grid(ds, volume)
@@ -825,7 +824,7 @@ class Workstation(QMainWindow):
                         continue
                     producers.append(f"parametric map by {producer_of(ds)}")
                     continue
-                if inst.sop_class_uid == seg_class:
+                if inst.sop_class_uid == SEG_CLASS:
                     try:
                         segments = summarize_segments(pydicom.dcmread(inst.path))
                     except Exception as exc:  # another producer's SEG we cannot read
@@ -918,7 +917,7 @@ class Workstation(QMainWindow):
         img.save(str(path))
 
 
-def _no_display() -> str | None:
+def no_display_reason() -> str | None:
     """Why no window can open here (Linux without X11/Wayland), or None."""
     import os
 
@@ -935,7 +934,7 @@ def _no_display() -> str | None:
 
 def run_workstation(settings: Settings, args: argparse.Namespace) -> int:
     """`loupe` and `loupe open`: the window; with --screenshot, render once and exit."""
-    problem = _no_display()
+    problem = no_display_reason()
     if problem is not None:
         print(f"loupe: {problem}", file=sys.stderr)
         return 2

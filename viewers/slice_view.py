@@ -212,6 +212,12 @@ class SliceView(QWidget):
         y0 = (self.height() - h_mm * s) / 2 + self._pan.y()
         return x0, y0, col_mm * s, row_mm * s
 
+    def _px_per_mm(self) -> float:
+        """Screen pixels per mm: the view keeps the physical aspect, so one number."""
+        _, _, px_per_col, _ = self._scale()
+        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
+        return px_per_col / col_mm
+
     def image_to_screen(self, row: float, col: float) -> QPointF:
         x0, y0, sx, sy = self._scale()
         return QPointF(x0 + (col + 0.5) * sx, y0 + (row + 0.5) * sy)
@@ -311,9 +317,7 @@ class SliceView(QWidget):
 
     def _paint_findings(self, p: QPainter) -> None:
         assert self.findings is not None
-        _, _, sx, sy = self._scale()
-        row_mm, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
-        px_per_mm = (sx / col_mm + sy / row_mm) / 2
+        px_per_mm = self._px_per_mm()
         normal_mm = self._normal_spacing()
         font = QFont(self.font())
         font.setPointSizeF(9)
@@ -337,8 +341,7 @@ class SliceView(QWidget):
             _shadow_text(p, pt.x() + r_px + 3, pt.y() - r_px, f"{n} {f.probability:.0%}", color)
 
     def _paint_priors(self, p: QPainter) -> None:
-        _, _, sx, _ = self._scale()
-        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
+        px_per_mm = self._px_per_mm()
         normal_mm = self._normal_spacing()
         p.setBrush(Qt.BrushStyle.NoBrush)
         for m in self.priors:
@@ -347,7 +350,7 @@ class SliceView(QWidget):
             d_mm = abs(d_slices) * normal_mm
             if d_mm > radius:
                 continue
-            r_px = max(4.0, math.sqrt(max(radius**2 - d_mm**2, 0.0)) * sx / col_mm + 5)
+            r_px = max(4.0, math.sqrt(max(radius**2 - d_mm**2, 0.0)) * px_per_mm + 5)
             p.setPen(QPen(QColor(230, 230, 230), 1.2, Qt.PenStyle.DotLine))
             p.drawEllipse(pt, r_px, r_px)
             _shadow_text(p, pt.x() + r_px + 3, pt.y() + r_px, m.label)
@@ -526,9 +529,7 @@ class SliceView(QWidget):
         if hit is None or hit.finding_id != self.nav.selected_finding or hit.center_mm is None:
             return
         _, centre = self.world_to_screen(hit.center_mm)
-        _, _, sx, _ = self._scale()
-        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
-        r_px = (hit.diameter_mm or 6.0) / 2 * sx / col_mm
+        r_px = (hit.diameter_mm or 6.0) / 2 * self._px_per_mm()
         dist = math.hypot(pos.x() - centre.x(), pos.y() - centre.y())
         mode = "move" if dist < 0.6 * r_px else "resize"
         self._finding_drag = FindingDrag(
@@ -555,9 +556,7 @@ class SliceView(QWidget):
         if drag is None or not self._moved:
             return
         _, centre = self.world_to_screen(drag.center_mm)
-        _, _, sx, _ = self._scale()
-        _, col_mm = pixel_spacing(self.volume, self.plane)  # type: ignore[arg-type]
-        r_px = max(2.0, drag.diameter_mm / 2 * sx / col_mm)
+        r_px = max(2.0, drag.diameter_mm / 2 * self._px_per_mm())
         p.setPen(QPen(QColor(255, 255, 255), 1.5, Qt.PenStyle.DashLine))
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawEllipse(centre, r_px, r_px)

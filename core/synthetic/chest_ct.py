@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage
 
 from core.synthetic.dicom_writer import WrittenSeries, add_common_modules, make_uid, save_part10
+from core.synthetic.interpolation import interp_matrix
 from core.volume import Volume, affine_from_dicom
 
 __all__ = [
@@ -187,17 +188,6 @@ def _q2(g: _Grid, sy: slice, sx: slice, cx: float, cy: float, ax: float, ay: flo
     qy = ((g.y[sy] - cy) / ay) ** 2
     qx = ((g.x[sx] - cx) / ax) ** 2
     return (qy[:, None] + qx[None, :]).astype(np.float32)
-
-
-def _interp_matrix(n_fine: int, n_coarse: int) -> F32:
-    """Linear interpolation weights (n_fine, n_coarse) spreading the coarse grid over the fine."""
-    pos = np.linspace(0.0, n_coarse - 1.0, n_fine)
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_coarse - 2)
-    w = pos - i0
-    m = np.zeros((n_fine, n_coarse), dtype=np.float32)
-    m[np.arange(n_fine), i0] = 1.0 - w
-    m[np.arange(n_fine), i0 + 1] = w
-    return m
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,7 +429,7 @@ def _render_anatomy(g: _Grid, a: _Anatomy, rng: np.random.Generator) -> tuple[I1
     # Low-frequency parenchymal texture: coarse noise, linearly interpolated (z, then in-plane).
     gz, gy, gx = max(2, nz // 3 + 2), max(2, ny // 12 + 2), max(2, nx // 12 + 2)
     coarse = rng.standard_normal((gz, gy, gx)).astype(np.float32) * 28.0
-    wz, wy, wx = _interp_matrix(nz, gz), _interp_matrix(ny, gy), _interp_matrix(nx, gx)
+    wz, wy, wx = interp_matrix(nz, gz), interp_matrix(ny, gy), interp_matrix(nx, gx)
 
     hx, hy, hz, hax, hay, haz = a.heart
     heart_sy = _span(g.y, hy - 1.15 * hay, hy + 1.15 * hay)

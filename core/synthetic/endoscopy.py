@@ -20,6 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import VLEndoscopicImageStorage
 
 from core.synthetic.dicom_writer import WrittenSeries, add_common_modules, make_uid, save_part10
+from core.synthetic.interpolation import interp_matrix
 
 __all__ = [
     "UNINFORMATIVE_KINDS",
@@ -44,22 +45,11 @@ class EndoscopyFrameTruth:
     lesion_box: tuple[int, int, int, int] | None  # (row0, col0, row1, col1), row1/col1 exclusive
 
 
-def _interp_matrix(n_fine: int, n_coarse: int) -> F32:
-    """Linear interpolation weights (n_fine, n_coarse)."""
-    pos = np.linspace(0.0, n_coarse - 1.0, n_fine)
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_coarse - 2)
-    w = pos - i0
-    m = np.zeros((n_fine, n_coarse), dtype=np.float32)
-    m[np.arange(n_fine), i0] = 1.0 - w
-    m[np.arange(n_fine), i0 + 1] = w
-    return m
-
-
 def _smooth_noise(rng: np.random.Generator, rows: int, cols: int, cell: int) -> F32:
     """Band-limited noise (about unit SD) with features about `cell` pixels wide."""
     gh, gw = max(2, rows // cell + 2), max(2, cols // cell + 2)
     g = rng.standard_normal((gh, gw)).astype(np.float32)
-    out = _interp_matrix(rows, gh) @ g @ _interp_matrix(cols, gw).T
+    out = interp_matrix(rows, gh) @ g @ interp_matrix(cols, gw).T
     return (out / max(float(out.std()), 1e-6)).astype(np.float32)
 
 

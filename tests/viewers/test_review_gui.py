@@ -12,7 +12,7 @@ import pytest
 from peers import free_port
 from PySide6.QtCore import QPoint, Qt
 
-from app.settings import parse_settings
+from app.settings import Settings, parse_settings
 from app.workstation import Workstation
 from core.findings import Finding, ReviewStatus
 from core.review import ReviewSession, ReviewStore
@@ -20,6 +20,19 @@ from dicom_net.archive import LocalArchive
 from dicom_net.importer import import_paths
 
 pytestmark = pytest.mark.gui
+
+
+def local_settings(tmp_path, extra: dict) -> Settings:
+    """A test workstation's settings: its own archive and a free loopback port."""
+    local = {"storage": str(tmp_path / "archive"), "port": free_port(), "bind": "127.0.0.1"}
+    return parse_settings({"local": local, **extra})
+
+
+def show_workstation(qtbot, settings: Settings, archive: LocalArchive) -> Workstation:
+    win = Workstation(settings, archive)
+    qtbot.addWidget(win)
+    win.show()
+    return win
 
 
 def findings_for(volume, series_uid: str) -> list[Finding]:
@@ -43,22 +56,16 @@ def findings_for(volume, series_uid: str) -> list[Finding]:
 
 @pytest.fixture
 def reviewing(qtbot, tmp_path, small_ct):
-    settings = parse_settings(
+    settings = local_settings(
+        tmp_path,
         {
-            "local": {
-                "storage": str(tmp_path / "archive"),
-                "port": free_port(),
-                "bind": "127.0.0.1",
-            },
             "inference": {"analyze_on_open": False},
             "user": "dr.test",
-        }
+        },
     )
     archive = LocalArchive(settings.storage)
     import_paths(archive, [small_ct.paths[0].parent])
-    win = Workstation(settings, archive)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_workstation(qtbot, settings, archive)
     qtbot.waitExposed(win)
     win.activateWindow()
     qtbot.waitUntil(win.isActiveWindow, timeout=5000)
@@ -184,25 +191,19 @@ def test_sign_and_send_writes_verified_reviewer_sr_to_the_pacs(
     from core.reports.read import read_findings
 
     pacs = orthanc_factory().start()
-    settings = parse_settings(
+    settings = local_settings(
+        tmp_path,
         {
-            "local": {
-                "storage": str(tmp_path / "archive"),
-                "port": free_port(),
-                "bind": "127.0.0.1",
-            },
             "nodes": [
                 {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
             ],
             "inference": {"analyze_on_open": False},
             "user": "Reader^Rita",
-        }
+        },
     )
     archive = LocalArchive(settings.storage)
     import_paths(archive, [small_ct.paths[0].parent])
-    win = Workstation(settings, archive)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_workstation(qtbot, settings, archive)
     win.start_services()
     win.open_study(small_ct.study_instance_uid)
     qtbot.waitUntil(lambda: win.loaded_at is not None, timeout=30000)
@@ -265,15 +266,11 @@ def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, s
     import pydicom
     from sr_sample import make_3d_sr
 
-    settings = parse_settings(
+    settings = local_settings(
+        tmp_path,
         {
-            "local": {
-                "storage": str(tmp_path / "archive"),
-                "port": free_port(),
-                "bind": "127.0.0.1",
-            },
             "inference": {"analyze_on_open": False},
-        }
+        },
     )
     archive = LocalArchive(settings.storage)
     import_paths(archive, [small_ct.paths[0].parent])
@@ -281,9 +278,7 @@ def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, s
     sr_path = make_3d_sr(small_ct.paths[12], tmp_path / "other.dcm")
     ds = pydicom.dcmread(sr_path)
     archive.store_file(sr_path)
-    win = Workstation(settings, archive)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_workstation(qtbot, settings, archive)
     win.open_study(small_ct.study_instance_uid)
     qtbot.waitUntil(lambda: bool(win.prior_producers), timeout=30000)
     assert (
@@ -300,24 +295,18 @@ def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, s
 def test_endoscopy_frames_confirmed_rejected_and_key_images(qtbot, tmp_path):
     from core.synthetic.endoscopy import write_endoscopy_study
 
-    settings = parse_settings(
+    settings = local_settings(
+        tmp_path,
         {
-            "local": {
-                "storage": str(tmp_path / "archive"),
-                "port": free_port(),
-                "bind": "127.0.0.1",
-            },
             "user": "Endo^Eva",
-        }
+        },
     )
     archive = LocalArchive(settings.storage)
     written, _truth = write_endoscopy_study(
         tmp_path / "es", seed=11, frames=8, patient_id="E-2", patient_name="Test^Frames"
     )
     import_paths(archive, [tmp_path / "es"])
-    win = Workstation(settings, archive)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_workstation(qtbot, settings, archive)
     qtbot.waitExposed(win)
     win.activateWindow()
     qtbot.waitUntil(win.isActiveWindow, timeout=5000)
@@ -352,15 +341,11 @@ def test_prior_segmentation_is_shown_with_its_label(qtbot, tmp_path, small_ct):
 
     from core.reports.seg import build_nodule_seg
 
-    settings = parse_settings(
+    settings = local_settings(
+        tmp_path,
         {
-            "local": {
-                "storage": str(tmp_path / "archive"),
-                "port": free_port(),
-                "bind": "127.0.0.1",
-            },
             "inference": {"analyze_on_open": False},
-        }
+        },
     )
     archive = LocalArchive(settings.storage)
     import_paths(archive, [small_ct.paths[0].parent])
@@ -383,9 +368,7 @@ def test_prior_segmentation_is_shown_with_its_label(qtbot, tmp_path, small_ct):
     )
     build_nodule_seg([f], source_images=full).save_as(tmp_path / "seg.dcm")
     archive.store_file(tmp_path / "seg.dcm")
-    win = Workstation(settings, archive)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_workstation(qtbot, settings, archive)
     win.open_study(small_ct.study_instance_uid)
     qtbot.waitUntil(lambda: bool(win.prior_producers), timeout=30000)
     assert win.prior_producers[0].startswith("SEG by Loupe")
@@ -400,15 +383,11 @@ def test_prior_parametric_map_fills_the_heatmap_pane(qtbot, tmp_path, small_ct):
 
     from core.reports.pmap import build_probability_map
 
-    settings = parse_settings(
+    settings = local_settings(
+        tmp_path,
         {
-            "local": {
-                "storage": str(tmp_path / "archive"),
-                "port": free_port(),
-                "bind": "127.0.0.1",
-            },
             "inference": {"analyze_on_open": False},
-        }
+        },
     )
     archive = LocalArchive(settings.storage)
     import_paths(archive, [small_ct.paths[0].parent])
@@ -421,9 +400,7 @@ def test_prior_parametric_map_fills_the_heatmap_pane(qtbot, tmp_path, small_ct):
         probs, source_images=full, model_id="other-cad", model_version="2.1"
     ).save_as(tmp_path / "pm.dcm")
     archive.store_file(tmp_path / "pm.dcm")
-    win = Workstation(settings, archive)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_workstation(qtbot, settings, archive)
     win.open_study(small_ct.study_instance_uid)
     qtbot.waitUntil(lambda: bool(win.prior_producers), timeout=30000)
     assert win.prior_producers[0].startswith("parametric map by")
