@@ -14,7 +14,14 @@ from typing import Any
 
 import platformdirs
 
-from dicom_net.nodes import LocalNode, RemoteNode, RetrieveMethod, TlsOptions
+from dicom_net.nodes import (
+    DEFAULT_MOVE_STREAMS,
+    MAX_MOVE_STREAMS,
+    LocalNode,
+    RemoteNode,
+    RetrieveMethod,
+    TlsOptions,
+)
 
 APP_NAME = "loupe"
 _AE_RE = re.compile(r"^[^\\\x00-\x1f]{1,16}$")
@@ -118,10 +125,13 @@ def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
 def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Settings:
     _unknown_keys(data, {"local", "nodes", "user", "viewer", "inference", "report"}, "settings")
     local_t = _expect(data, "local", dict, "settings", default={})
-    _unknown_keys(local_t, {"ae_title", "port", "storage", "allowed_callers", "bind"}, "[local]")
+    _unknown_keys(
+        local_t, {"ae_title", "port", "storage", "allowed_callers", "bind", "fast_store"}, "[local]"
+    )
     ae_title = _ae(_expect(local_t, "ae_title", str, "local", "LOUPE"), "local.ae_title")
     port = _port(_expect(local_t, "port", int, "local", 11112), "local.port")
     bind = _expect(local_t, "bind", str, "local", "0.0.0.0")
+    fast_store = _expect(local_t, "fast_store", bool, "local", True)
     storage_s = _expect(local_t, "storage", str, "local", None)
     storage = Path(storage_s).expanduser() if storage_s else default_storage()
     if source is not None and not storage.is_absolute():
@@ -134,7 +144,9 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
         where = f"nodes[{i}]"
         if not isinstance(nt, dict):
             raise SettingsError(f"{where} must be a table ([[nodes]])")
-        _unknown_keys(nt, {"name", "ae_title", "host", "port", "retrieve", "tls"}, where)
+        _unknown_keys(
+            nt, {"name", "ae_title", "host", "port", "retrieve", "move_streams", "tls"}, where
+        )
         name = _expect(nt, "name", str, where, required=True).strip()
         if not name:
             raise SettingsError(f"{where}.name must not be empty")
@@ -147,6 +159,12 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
             retrieve = RetrieveMethod(retrieve_s)
         except ValueError:
             raise SettingsError(f'{where}.retrieve = {retrieve_s!r}: use "move" or "get"') from None
+        move_streams = _expect(nt, "move_streams", int, where, DEFAULT_MOVE_STREAMS)
+        if not 1 <= move_streams <= MAX_MOVE_STREAMS:
+            raise SettingsError(
+                f"{where}.move_streams = {move_streams}: use 1 to {MAX_MOVE_STREAMS} "
+                "(1 = one C-MOVE per retrieve)"
+            )
         tls = None
         tls_t = _expect(nt, "tls", (dict, bool), where, None)
         if tls_t is True:
@@ -178,6 +196,7 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
                 host=_expect(nt, "host", str, where, required=True),
                 port=_port(_expect(nt, "port", int, where, required=True), f"{where}.port"),
                 retrieve=retrieve,
+                move_streams=move_streams,
                 tls=tls,
             )
         )
@@ -206,7 +225,13 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
     _unknown_keys(viewer_t, set(), "[viewer]")
     user = _expect(data, "user", str, "settings", None) or os.environ.get("USER") or "reader"
     return Settings(
-        local=LocalNode(ae_title=ae_title, port=port, bind=bind, allowed_callers=callers),
+        local=LocalNode(
+            ae_title=ae_title,
+            port=port,
+            bind=bind,
+            allowed_callers=callers,
+            fast_store=fast_store,
+        ),
         storage=storage,
         nodes=tuple(nodes),
         user=user,

@@ -251,28 +251,36 @@ class LocalArchive:
 
     def store_bytes(
         self,
-        data: bytes,
+        data: bytes | tuple[bytes, ...],
         *,
         header: InstanceHeader | None = None,
         source_ae: str | None = None,
         source_node: str | None = None,
         source: str = "<network>",
     ) -> StoredInstance:
-        """Store one complete Part 10 object (preamble + meta + data set) as given."""
+        """Store one complete Part 10 object (preamble + meta + data set) as given.
+
+        `data` may come in parts (our file meta, then the data set as received): they are
+        written one after the other without joining them in memory.
+        """
         if header is None:
+            if isinstance(data, tuple):
+                data = b"".join(data)
             header = read_header(data, source=source)
+        parts = data if isinstance(data, tuple) else (data,)
         # Plain strings and a counter: this runs once per received instance (hot path).
         tmp = os.path.join(self._incoming_str, f"{self._tmp_prefix}-{next(self._tmp_counter)}.part")
         final, rel = self._final_path(header.sop_instance_uid)
         try:
             with open(tmp, "wb") as fh:
-                fh.write(data)
+                fh.writelines(parts)
             os.replace(tmp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise ArchiveError(f"{source}: cannot write to {self.files_dir} ({exc})") from exc
-        replaced = self._index(header, rel, len(data), source_ae, source_node)
+        size = sum(len(part) for part in parts)
+        replaced = self._index(header, rel, size, source_ae, source_node)
         return StoredInstance(header=header, path=Path(final), replaced=replaced)
 
     def store_file(self, path: Path, *, source_node: str | None = None) -> StoredInstance:

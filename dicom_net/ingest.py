@@ -57,29 +57,63 @@ class StoreIngest:
         self.counters = IngestCounters()
 
     def __call__(self, event: Any) -> int:
-        calling_ae = str(event.assoc.requestor.ae_title).strip()
+        """pynetdicom's EVT_C_STORE handler."""
         req = event.request
-        source = f"C-STORE from {calling_ae} (message {req.MessageID})"
         try:
-            data = _part10(event)
-        except Exception as exc:  # pynetdicom raises various errors for unparsable meta
+            dataset = req.DataSet.getvalue()
+            status, _comment = self.store(
+                calling_ae=str(event.assoc.requestor.ae_title),
+                message_id=int(req.MessageID),
+                sop_class_uid=str(req.AffectedSOPClassUID),
+                sop_instance_uid=str(req.AffectedSOPInstanceUID),
+                transfer_syntax=str(event.context.transfer_syntax),
+                dataset=dataset,
+            )
+        except Exception as exc:  # pynetdicom raises various errors for unparsable requests
+            source = f"C-STORE from {str(event.assoc.requestor.ae_title).strip()}"
             return self._refuse(
                 source, f"cannot decode the request ({exc})", STATUS_CANNOT_UNDERSTAND
             )
+        return status
+
+    def store(
+        self,
+        *,
+        calling_ae: str,
+        message_id: int,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        dataset: bytes,
+    ) -> tuple[int, str]:
+        """Check, write and index one received data set; (DIMSE status, error comment).
+
+        Used by pynetdicom's handler (above), by the fast storage path (fast_store.py) and,
+        through the handler, by C-GET.
+        """
+        calling_ae = calling_ae.strip()
+        sop_instance_uid = sop_instance_uid.strip()
+        source = f"C-STORE from {calling_ae} (message {message_id})"
+        prefix = _part10_prefix(sop_class_uid.strip(), sop_instance_uid, transfer_syntax)
+        if prefix is None:
+            reason = "the request's UIDs are not plain ASCII"
+            return self._refuse(source, reason, STATUS_CANNOT_UNDERSTAND), reason
         try:
-            header = _fast_header(data)
+            header = _fast_header_parts(prefix, dataset)
+            data: bytes | tuple[bytes, bytes] = (prefix, dataset)
             if header is None:
-                check_complete(data, source=source)
-                header = read_header(data, source=source)
+                whole = prefix + dataset
+                check_complete(whole, source=source)
+                header = read_header(whole, source=source)
+                data = whole
         except ArchiveError as exc:
-            return self._refuse(source, str(exc), STATUS_CANNOT_UNDERSTAND)
-        if header.sop_instance_uid != str(req.AffectedSOPInstanceUID).strip():
-            return self._refuse(
-                source,
+            return self._refuse(source, str(exc), STATUS_CANNOT_UNDERSTAND), str(exc)
+        if header.sop_instance_uid != sop_instance_uid:
+            reason = (
                 "SOP Instance UID in the data set differs from the request's Affected SOP "
-                "Instance UID",
-                STATUS_DATASET_MISMATCH,
+                "Instance UID"
             )
+            return self._refuse(source, reason, STATUS_DATASET_MISMATCH), reason
         node = self.node_for_ae(calling_ae) if self.node_for_ae else None
         try:
             stored = self.archive.store_bytes(
@@ -87,10 +121,12 @@ class StoreIngest:
             )
         except ArchiveError as exc:
             log.error("%s", exc)
-            return self._refuse(source, str(exc), STATUS_OUT_OF_RESOURCES)
+            reason = "cannot write to the local archive (disk full or not writable?)"
+            return self._refuse(source, str(exc), STATUS_OUT_OF_RESOURCES), reason
+        size = len(prefix) + len(dataset)
         with self.counters.lock:
             self.counters.stored += 1
-            self.counters.bytes += len(data)
+            self.counters.bytes += size
             if stored.replaced:
                 self.counters.replaced += 1
         if self.on_stored is not None:
@@ -98,7 +134,7 @@ class StoreIngest:
                 self.on_stored(stored)
             except Exception:  # a listener must never fail the store
                 log.exception("on_stored listener failed")
-        return STATUS_SUCCESS
+        return STATUS_SUCCESS, ""
 
     def _refuse(self, source: str, reason: str, status: int) -> int:
         with self.counters.lock:
@@ -128,28 +164,26 @@ def _implementation_elements() -> bytes:
     )
 
 
-def _part10(event: Any) -> bytes:
-    """Preamble + file meta + the data set exactly as received.
+def _part10_prefix(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> bytes | None:
+    """Preamble + file meta for a data set received as-is (None: UIDs not plain ASCII).
 
-    Byte for byte what `event.encoded_dataset(include_meta=True)` returns, without building
-    and encoding a pydicom FileMetaDataset for every instance.
+    Byte for byte what pynetdicom's `event.encoded_dataset(include_meta=True)` puts before
+    the data set, without building and encoding a pydicom FileMetaDataset per instance.
     """
-    req = event.request
-    stream = req.DataSet.getvalue()
     try:
         elements = b"".join(
             (
                 b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",
-                _ui(0x00020002, str(req.AffectedSOPClassUID)),
-                _ui(0x00020003, str(req.AffectedSOPInstanceUID)),
-                _ui(0x00020010, str(event.context.transfer_syntax)),
+                _ui(0x00020002, sop_class_uid),
+                _ui(0x00020003, sop_instance_uid),
+                _ui(0x00020010, transfer_syntax),
                 _implementation_elements(),
             )
         )
     except (UnicodeEncodeError, struct.error):
-        return bytes(event.encoded_dataset(include_meta=True))
+        return None
     group_length = struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(elements))
-    return b"".join((_PREAMBLE, group_length, elements, stream))
+    return b"".join((_PREAMBLE, group_length, elements))
 
 
 # -- one-pass completeness check and header --------------------------------------------------
@@ -330,6 +364,24 @@ def _fast_header(data: bytes) -> InstanceHeader | None:
     anything malformed or truncated (pydicom words the refusal), values whose conversion is
     not trivially the same as pydicom's.
     """
+    meta = _read_meta(data)
+    if meta is None:
+        return None
+    ts, end_of_meta = meta
+    return _dataset_header(ts, data, end_of_meta)
+
+
+def _fast_header_parts(prefix: bytes, dataset: bytes) -> InstanceHeader | None:
+    """`_fast_header` of prefix + dataset without joining them (a network instance: our
+    preamble and file meta, then the data set as received)."""
+    meta = _read_meta(prefix)
+    if meta is None or meta[1] != len(prefix):
+        return None
+    return _dataset_header(meta[0], dataset, 0)
+
+
+def _read_meta(data: bytes) -> tuple[str, int] | None:
+    """(transfer syntax, offset after the file meta) of a Part 10 object, or None."""
     try:
         if len(data) < 144 or data[128:132] != b"DICM":
             return None
@@ -356,11 +408,19 @@ def _fast_header(data: bytes) -> InstanceHeader | None:
         if 0x0010 not in meta:
             return None
         ts = _text(meta[0x0010][0], b"UI")
-        implicit = _dataset_encoding(ts) if ts else None
+        return (ts, pos) if ts else None
+    except (_NotFast, struct.error, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _dataset_header(ts: str, data: bytes, pos: int) -> InstanceHeader | None:
+    """Walk the data set in data[pos:] (encoded in `ts`) and build its header, or None."""
+    try:
+        implicit = _dataset_encoding(ts)
         if implicit is None:
             return None
         found: dict[int, tuple[bytes, bytes | None]] = {}
-        _walk(data, pos, end, implicit, found, 0)
+        _walk(data, pos, len(data), implicit, found, 0)
         found.pop(_PIXELS_SEEN, None)
         charset = found.pop(_SPECIFIC_CHARACTER_SET, None)
         if charset is not None and _text(charset[0], b"CS") not in _ASCII_COMPATIBLE:

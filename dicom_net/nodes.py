@@ -7,6 +7,10 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Parallel C-MOVE associations for one retrieve (instance lists split between them).
+DEFAULT_MOVE_STREAMS = 2
+MAX_MOVE_STREAMS = 8
+
 
 class RetrieveMethod(enum.StrEnum):
     """How a study is pulled from a node: C-MOVE into our SCP, or C-GET on one association."""
@@ -41,6 +45,9 @@ class RemoteNode:
     host: str
     port: int
     retrieve: RetrieveMethod = RetrieveMethod.MOVE
+    # How many C-MOVEs one retrieve runs at once (each for part of the instance list);
+    # 1 = one study/series-level C-MOVE, for PACS that limit associations or UID lists.
+    move_streams: int = DEFAULT_MOVE_STREAMS
     tls: TlsOptions | None = None
 
     def describe(self) -> str:
@@ -55,3 +62,5 @@ class LocalNode:
     port: int = 11112
     bind: str = "0.0.0.0"
     allowed_callers: tuple[str, ...] = field(default_factory=tuple)
+    # Plain storage associations skip pynetdicom's acceptor (dicom_net/fast_store.py).
+    fast_store: bool = True

@@ -20,10 +20,13 @@ pytestmark = pytest.mark.network
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
-@pytest.fixture
-def scp(tmp_path):
+@pytest.fixture(params=["fast", "pynetdicom"])
+def scp(tmp_path, request):
+    """Both receive paths: the fast storage path (default) and pynetdicom's acceptor."""
     archive = LocalArchive(tmp_path / "archive")
-    local = LocalNode("LOUPE", free_port(), "127.0.0.1", ("GOODSCU",))
+    local = LocalNode(
+        "LOUPE", free_port(), "127.0.0.1", ("GOODSCU",), fast_store=request.param == "fast"
+    )
     with StorageServer(archive, local) as server:
         yield server
 

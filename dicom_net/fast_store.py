@@ -1,0 +1,528 @@
+"""The fast path of Loupe's storage SCP: plain storage associations without pynetdicom's DUL.
+
+Why hand-written: pynetdicom's acceptor spends about 3 ms of CPU per received instance (its
+DUL reactor thread polling the socket, an event queue between threads, a primitive object per
+PDU, DIMSE message assembly through BytesIO, pydicom decoding of every command set). During a
+C-MOVE the PACS waits for each C-STORE response before it sends the next instance, so that CPU
+time is the throughput: about a quarter of DCMTK's storescp (bench/move_throughput.py). No
+maintained Python library receives C-STORE faster, and DCMTK's storescp as a separate process
+would bypass our caller checks, index and events.
+
+So the common association takes a short path: storage SOP classes (standard, private or
+unknown, as pynetdicom's unrestricted storage accepts them) and Verification, with no role
+selection, user identity, asynchronous operations window or extended negotiation. Its
+A-ASSOCIATE-RQ is read with MSG_PEEK; anything else - Query/Retrieve, storage commitment, a
+caller that is not allowed, an unusual request - is left unread on the socket and handed to
+pynetdicom's full acceptor on the same port, which reads it as if nothing had happened.
+
+On the fast path one thread per association (socketserver's) reads whole PDUs with blocking
+recv_into, splits PDVs, parses the small command set with struct, hands each data set to
+StoreIngest.store (the same check/write/index as pynetdicom's handler; the response is sent
+only after the file is written and indexed), and answers with a C-STORE-RSP encoded with
+struct. Protocol rules kept (PS3.8): ARTIM-like timeouts on every read, a maximum PDU length we
+advertise and enforce, A-ABORT on any PDU or PDV out of sequence, a cap on one data set's size,
+the association limit shared with pynetdicom's acceptors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.uid import UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom import sop_class as _sop_class_module
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import PresentationContext, negotiate_unrestricted
+from pynetdicom.sop_class import _STORAGE_CLASSES
+
+from dicom_net.ingest import StoreIngest
+
+log = logging.getLogger(__name__)
+
+APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+# What we advertise as our maximum received PDU length on the fast path, and enforce.
+# Larger PDUs mean fewer reads; 1 MiB bounds what one read allocates.
+FAST_MAX_PDU = 1 << 20
+# An A-ASSOCIATE-RQ longer than this goes to pynetdicom (it is peeked, so it must fit in the
+# socket's receive buffer).
+MAX_PEEKED_RQ = 64 * 1024
+# One data set larger than this is refused with an A-ABORT (pynetdicom keeps data sets in
+# memory too, without a limit).
+MAX_DATASET_BYTES = 2 * 1024**3
+MAX_COMMAND_BYTES = 64 * 1024
+
+_PDU_HEADER = struct.Struct(">BxI")
+_PDV_HEADER = struct.Struct(">IBB")
+_ELEM = struct.Struct("<HHI")
+_U16 = struct.Struct("<H")
+
+A_RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+
+# A-ABORT reasons (PS3.8 9.3.8), source 2 = service provider.
+ABORT_UNRECOGNIZED_PDU = 0x01
+ABORT_UNEXPECTED_PDU = 0x02
+ABORT_INVALID_PDU_PARAMETER = 0x06
+
+C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
+C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_CANCEL_RQ = 0x0FFF
+NO_DATASET = 0x0101
+STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
+
+_STORAGE_UIDS = frozenset(str(uid) for uid in _STORAGE_CLASSES.values())
+_KNOWN_USER_ITEMS = (
+    MaximumLengthNotification,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+)
+
+
+def a_abort(reason: int = 0, source: int = 2) -> bytes:
+    return bytes((0x07, 0, 0, 0, 0, 4, 0, 0, source, reason))
+
+
+def a_associate_rj(result: int, source: int, reason: int) -> bytes:
+    return bytes((0x03, 0, 0, 0, 0, 4, 0, result, source, reason))
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol; the association is aborted with `reason`."""
+
+    def __init__(self, message: str, reason: int = ABORT_INVALID_PDU_PARAMETER):
+        super().__init__(message)
+        self.reason = reason
+
+
+class _PeerGone(Exception):
+    """The peer closed the connection."""
+
+
+def is_storage_like(abstract_syntax: str) -> bool:
+    """The split pynetdicom's negotiate_unrestricted makes: storage, private or unknown."""
+    uid = UID(abstract_syntax)
+    return (
+        uid.is_private or str(uid) in _STORAGE_UIDS or not hasattr(_sop_class_module, uid.keyword)
+    )
+
+
+def peek_associate_rq(sock: socket.socket, timeout: float) -> bytes | None:
+    """The A-ASSOCIATE-RQ PDU waiting on `sock`, read without consuming it.
+
+    None when the first PDU is something else, too long to peek, or not complete in time
+    (pynetdicom then deals with it).
+    """
+    sock.settimeout(timeout)
+    flags = socket.MSG_PEEK | socket.MSG_WAITALL
+    head = sock.recv(6, flags)
+    if len(head) < 6:
+        return None
+    pdu_type, length = _PDU_HEADER.unpack(head)
+    if pdu_type != 0x01 or length > MAX_PEEKED_RQ:
+        return None
+    data = sock.recv(6 + length, flags)
+    return data if len(data) == 6 + length else None
+
+
+def fast_path_request(
+    data: bytes, allowed: Callable[[str], bool], contexts: list[PresentationContext]
+) -> tuple[A_ASSOCIATE, list[PresentationContext]] | None:
+    """The decoded request and the contexts we would accept, if the fast path can serve it."""
+    try:
+        rq = A_ASSOCIATE_RQ()
+        rq.decode(data)
+        prim = rq.to_primitive()
+    except Exception:  # pynetdicom's decoder raises several kinds: let pynetdicom answer
+        return None
+    if rq.protocol_version != 0x0001:
+        return None
+    if str(prim.application_context_name) != APPLICATION_CONTEXT_NAME:
+        return None
+    if not allowed(str(prim.calling_ae_title).strip()):
+        return None
+    if any(not isinstance(item, _KNOWN_USER_ITEMS) for item in prim.user_information):
+        return None
+    proposed = prim.presentation_context_definition_list
+    if not proposed:
+        return None
+    for cx in proposed:
+        syntax = str(cx.abstract_syntax)
+        if syntax != VERIFICATION_SOP_CLASS and not is_storage_like(syntax):
+            return None
+    result, _roles = negotiate_unrestricted(proposed, contexts, {})
+    return prim, result
+
+
+def associate_ac(prim: A_ASSOCIATE, result: list[PresentationContext]) -> bytes:
+    ac = A_ASSOCIATE()
+    ac.application_context_name = APPLICATION_CONTEXT_NAME
+    ac.calling_ae_title = prim.calling_ae_title
+    ac.called_ae_title = prim.called_ae_title
+    ac.result = 0x00
+    ac.result_source = 0x01
+    ac.presentation_context_definition_results_list = result
+    max_len = MaximumLengthNotification()
+    max_len.maximum_length_received = FAST_MAX_PDU
+    impl = ImplementationClassUIDNotification()
+    impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    ver = ImplementationVersionNameNotification()
+    ver.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+    ac.user_information = [max_len, impl, ver]
+    pdu = A_ASSOCIATE_AC()
+    pdu.from_primitive(ac)
+    return bytes(pdu.encode())
+
+
+# -- command sets (implicit VR little endian, group 0000) --------------------------------------
+def parse_command(data: bytes) -> dict[int, bytes]:
+    """{element number: raw value}; ProtocolError if the set is malformed."""
+    out: dict[int, bytes] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        if pos + 8 > end:
+            raise ProtocolError("truncated command set element")
+        group, elem, length = _ELEM.unpack_from(data, pos)
+        pos += 8
+        if group != 0x0000 or pos + length > end:
+            raise ProtocolError(f"malformed command set element ({group:04X},{elem:04X})")
+        out[elem] = bytes(data[pos : pos + length])
+        pos += length
+    return out
+
+
+def _us(cmd: dict[int, bytes], elem: int, name: str) -> int:
+    raw = cmd.get(elem)
+    if raw is None or len(raw) != 2:
+        raise ProtocolError(f"command set without a valid {name} (0000,{elem:04X})")
+    return int(_U16.unpack(raw)[0])
+
+
+def _uid_text(raw: bytes) -> str:
+    return raw.rstrip(b"\x00 ").decode("ascii", errors="replace")
+
+
+def _el_ui(elem: int, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\x00"
+    return _ELEM.pack(0, elem, len(value)) + value
+
+
+def _el_us(elem: int, value: int) -> bytes:
+    return _ELEM.pack(0, elem, 2) + _U16.pack(value)
+
+
+def _el_lo(elem: int, text: str) -> bytes:
+    value = text.encode("ascii", errors="replace")[:64]
+    if len(value) % 2:
+        value += b" "
+    return _ELEM.pack(0, elem, len(value)) + value
+
+
+def response_pdu(context_id: int, elements: Iterable[bytes]) -> bytes:
+    body = b"".join(elements)
+    command = _ELEM.pack(0, 0, 4) + struct.pack("<I", len(body)) + body
+    pdv = _PDV_HEADER.pack(len(command) + 2, context_id, 0x03) + command
+    return _PDU_HEADER.pack(0x04, len(pdv)) + pdv
+
+
+# -- one association ---------------------------------------------------------------------------
+@dataclass
+class FastAssociationStats:
+    calling_ae: str = ""
+    stored: int = 0
+    refused: int = 0
+    echoes: int = 0
+    bytes: int = 0
+    ended: str = ""
+
+
+class FastStoreAssociation:
+    """Serves one accepted storage association on `sock` until release, abort or error."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        prim: A_ASSOCIATE,
+        accepted: list[PresentationContext],
+        ingest: StoreIngest,
+        *,
+        timeout: float,
+    ):
+        self.sock = sock
+        self.calling_ae = str(prim.calling_ae_title).strip()
+        self.timeout = timeout
+        self.ingest = ingest
+        # context id -> (abstract syntax, transfer syntax) of the accepted contexts
+        self.contexts: dict[int, tuple[str, str]] = {
+            int(cx.context_id): (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+            for cx in accepted
+            if cx.result == 0x00 and cx.context_id is not None
+        }
+        self.stats = FastAssociationStats(calling_ae=self.calling_ae)
+
+    # reading -------------------------------------------------------------------------------
+    def _recv_exact(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise _PeerGone
+            got += k
+        return buf
+
+    def _read_pdu(self) -> tuple[int, bytearray]:
+        pdu_type, length = _PDU_HEADER.unpack(self._recv_exact(6))
+        if pdu_type == 0x04 and length > FAST_MAX_PDU:
+            raise ProtocolError(f"P-DATA-TF of {length} bytes, above our maximum {FAST_MAX_PDU}")
+        if pdu_type != 0x04 and length > 1024:
+            raise ProtocolError(f"PDU type 0x{pdu_type:02X} of {length} bytes")
+        return pdu_type, self._recv_exact(length)
+
+    # serving -------------------------------------------------------------------------------
+    def serve(self, ac_pdu: bytes, rq_length: int) -> FastAssociationStats:
+        sock = self.sock
+        sock.settimeout(self.timeout)
+        try:
+            self._recv_exact(rq_length)  # the A-ASSOCIATE-RQ we peeked
+            sock.sendall(ac_pdu)
+            self._data_phase()
+        except ProtocolError as exc:
+            self.stats.ended = f"aborted: {exc}"
+            with contextlib.suppress(OSError):
+                sock.sendall(a_abort(exc.reason))
+        except TimeoutError:
+            self.stats.ended = f"aborted: nothing received for {self.timeout:.0f} s"
+            with contextlib.suppress(OSError):
+                sock.sendall(a_abort())
+        except _PeerGone:
+            self.stats.ended = "connection closed by the peer without release"
+        except OSError as exc:
+            self.stats.ended = f"connection lost ({exc.strerror or exc})"
+        return self.stats
+
+    def _data_phase(self) -> None:
+        command: list[memoryview] = []
+        command_len = 0
+        dataset: list[memoryview] = []
+        dataset_len = 0
+        cmd: dict[int, bytes] | None = None
+        cmd_cx = 0
+        while True:
+            pdu_type, body = self._read_pdu()
+            if pdu_type == 0x05:  # A-RELEASE-RQ
+                if cmd is not None or command:
+                    log.warning(
+                        "C-STORE association from %s released in the middle of a message",
+                        self.calling_ae,
+                    )
+                self.sock.sendall(A_RELEASE_RP)
+                self.stats.ended = "released"
+                return
+            if pdu_type == 0x07:  # A-ABORT
+                self.stats.ended = "aborted by the peer"
+                return
+            if pdu_type != 0x04:
+                reason = (
+                    ABORT_UNEXPECTED_PDU if pdu_type in (1, 2, 3, 6) else ABORT_UNRECOGNIZED_PDU
+                )
+                raise ProtocolError(f"unexpected PDU type 0x{pdu_type:02X}", reason)
+            view = memoryview(body)
+            pos, end = 0, len(body)
+            if end == 0:
+                raise ProtocolError("P-DATA-TF without any PDV")
+            while pos < end:
+                if pos + 6 > end:
+                    raise ProtocolError("truncated PDV header")
+                item_len, cx_id, control = _PDV_HEADER.unpack_from(body, pos)
+                if item_len < 2 or pos + 4 + item_len > end:
+                    raise ProtocolError(f"PDV length {item_len} does not fit its PDU")
+                if cx_id not in self.contexts:
+                    raise ProtocolError(f"PDV on presentation context {cx_id}, not accepted")
+                fragment = view[pos + 6 : pos + 4 + item_len]
+                pos += 4 + item_len
+                last = bool(control & 0x02)
+                if control & 0x01:  # command fragment
+                    if cmd is not None:
+                        raise ProtocolError("a command arrived before the previous data set")
+                    if command and cx_id != cmd_cx:
+                        raise ProtocolError("command fragments on different contexts")
+                    cmd_cx = cx_id
+                    command.append(fragment)
+                    command_len += len(fragment)
+                    if command_len > MAX_COMMAND_BYTES:
+                        raise ProtocolError("command set longer than 64 KiB")
+                    if not last:
+                        continue
+                    cmd = parse_command(b"".join(command))
+                    command.clear()
+                    command_len = 0
+                    if _us(cmd, 0x0800, "CommandDataSetType") != NO_DATASET:
+                        continue  # the data set follows
+                    self._dispatch(cmd, cmd_cx, None)
+                    cmd = None
+                    continue
+                # data set fragment
+                if cmd is None:
+                    raise ProtocolError("a data set arrived without its command")
+                if cx_id != cmd_cx:
+                    raise ProtocolError("data set and command on different contexts")
+                dataset.append(fragment)
+                dataset_len += len(fragment)
+                if dataset_len > MAX_DATASET_BYTES:
+                    raise ProtocolError(
+                        f"data set larger than {MAX_DATASET_BYTES // 1024**3} GiB", 0
+                    )
+                if not last:
+                    continue
+                data = dataset[0].tobytes() if len(dataset) == 1 else b"".join(dataset)
+                dataset.clear()
+                dataset_len = 0
+                self._dispatch(cmd, cmd_cx, data)
+                cmd = None
+
+    def _dispatch(self, cmd: dict[int, bytes], cx_id: int, data: bytes | None) -> None:
+        field = _us(cmd, 0x0100, "CommandField")
+        if field == C_CANCEL_RQ:
+            return  # nothing of ours to cancel
+        msg_id = _us(cmd, 0x0110, "MessageID")
+        abstract, transfer = self.contexts[cx_id]
+        if field == C_ECHO_RQ:
+            self.stats.echoes += 1
+            self.sock.sendall(
+                response_pdu(
+                    cx_id,
+                    (
+                        _el_ui(0x0002, cmd.get(0x0002, abstract.encode("ascii"))),
+                        _el_us(0x0100, C_ECHO_RSP),
+                        _el_us(0x0120, msg_id),
+                        _el_us(0x0800, NO_DATASET),
+                        _el_us(0x0900, 0x0000),
+                    ),
+                )
+            )
+            return
+        if field != C_STORE_RQ:
+            raise ProtocolError(
+                f"DIMSE command 0x{field:04X} on a storage association", ABORT_UNEXPECTED_PDU
+            )
+        if data is None:
+            raise ProtocolError("C-STORE-RQ without a data set")
+        sop_class = cmd.get(0x0002)
+        sop_instance = cmd.get(0x1000)
+        if not sop_class or not sop_instance:
+            raise ProtocolError("C-STORE-RQ without Affected SOP Class/Instance UID")
+        comment = ""
+        if _uid_text(sop_class) != abstract:
+            status = STATUS_SOP_CLASS_NOT_SUPPORTED
+            comment = "SOP Class differs from the presentation context's"
+            log.warning(
+                "refused C-STORE from %s (message %d): %s", self.calling_ae, msg_id, comment
+            )
+        else:
+            try:
+                status, comment = self.ingest.store(
+                    calling_ae=self.calling_ae,
+                    message_id=msg_id,
+                    sop_class_uid=_uid_text(sop_class),
+                    sop_instance_uid=_uid_text(sop_instance),
+                    transfer_syntax=transfer,
+                    dataset=data,
+                )
+            except Exception:  # never lose the association to a bug in a listener
+                log.exception("C-STORE from %s (message %d) failed", self.calling_ae, msg_id)
+                status, comment = STATUS_PROCESSING_FAILURE, "internal error"
+        if status == 0:
+            self.stats.stored += 1
+            self.stats.bytes += len(data)
+        else:
+            self.stats.refused += 1
+        elements = [
+            _el_ui(0x0002, sop_class),
+            _el_us(0x0100, C_STORE_RSP),
+            _el_us(0x0120, msg_id),
+            _el_us(0x0800, NO_DATASET),
+            _el_us(0x0900, status),
+        ]
+        if comment and status != 0:
+            elements.append(_el_lo(0x0902, comment))
+        elements.append(_el_ui(0x1000, sop_instance))
+        self.sock.sendall(response_pdu(cx_id, elements))
+
+
+class AssociationCounter:
+    """Fast-path associations in progress (pynetdicom counts only its own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active = 0
+
+    def __enter__(self) -> AssociationCounter:
+        with self._lock:
+            self.active += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+def serve_fast(
+    sock: socket.socket,
+    peeked: bytes,
+    prim: A_ASSOCIATE,
+    accepted: list[PresentationContext],
+    ingest: StoreIngest,
+    *,
+    timeout: float,
+    address: Any,
+) -> FastAssociationStats:
+    """Accept and serve one fast-path association; logs one line at the end (no patient data)."""
+    started = time.perf_counter()
+    assoc = FastStoreAssociation(sock, prim, accepted, ingest, timeout=timeout)
+    if not assoc.contexts:
+        # Nothing acceptable proposed: let the requestor know through a normal AC with all
+        # contexts rejected, as pynetdicom does.
+        log.info("association from %s: no acceptable presentation context", assoc.calling_ae)
+    stats = assoc.serve(associate_ac(prim, accepted), len(peeked))
+    log.info(
+        "storage association from %s (%s): %d stored, %d refused, %.1f MB in %.2f s; %s",
+        stats.calling_ae,
+        address[0] if isinstance(address, tuple) else address,
+        stats.stored,
+        stats.refused,
+        stats.bytes / 1e6,
+        time.perf_counter() - started,
+        stats.ended,
+    )
+    return stats
+
+
+__all__ = [
+    "FAST_MAX_PDU",
+    "AssociationCounter",
+    "FastStoreAssociation",
+    "ProtocolError",
+    "a_abort",
+    "a_associate_rj",
+    "fast_path_request",
+    "is_storage_like",
+    "peek_associate_rq",
+    "serve_fast",
+]
