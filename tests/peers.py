@@ -136,10 +136,13 @@ class Orthanc:
             ids.append(self.request("POST", "/instances", p.read_bytes())["ID"])
         return ids
 
-    def node_toml(self, name: str = "pacs", retrieve: str = "move") -> str:
+    def node_toml(
+        self, name: str = "pacs", retrieve: str = "move", move_streams: int | None = None
+    ) -> str:
+        streams = f"move_streams = {move_streams}\n" if move_streams is not None else ""
         return (
             f'[[nodes]]\nname = "{name}"\nae_title = "{self.aet}"\nhost = "127.0.0.1"\n'
-            f'port = {self.dicom_port}\nretrieve = "{retrieve}"\n'
+            f'port = {self.dicom_port}\nretrieve = "{retrieve}"\n{streams}'
         )
 
 

@@ -15,6 +15,7 @@ ae_title = "LOUPE"
 port = 11112
 storage = "{storage}"
 allowed_callers = ["ORTHANC"]
+fast_store = true
 
 [[nodes]]
 name = "pacs"
@@ -22,6 +23,7 @@ ae_title = "ORTHANC"
 host = "127.0.0.1"
 port = 4242
 retrieve = "move"
+move_streams = 2
 
 [[nodes]]
 name = "backup"
@@ -41,6 +43,7 @@ def test_readme_example_loads(tmp_path):
     assert [n.name for n in s.nodes] == ["pacs", "backup"]
     assert s.node("backup").retrieve is RetrieveMethod.GET and s.node("pacs").port == 4242
     assert s.node_for_ae("BACKUP") == "backup"
+    assert s.local.fast_store is True and s.node("pacs").move_streams == 2
 
 
 def test_defaults_and_loupe_home(tmp_path, monkeypatch):
@@ -74,6 +77,11 @@ def test_defaults_and_loupe_home(tmp_path, monkeypatch):
             "used by two nodes",
         ),
         ("[local]\nallowed_callers = [1]", "local.allowed_callers[0] must be a string"),
+        ('[local]\nfast_store = "yes"', "local.fast_store must be bool"),
+        (
+            '[[nodes]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 1\nmove_streams = 0',
+            "nodes[0] (p).move_streams = 0: use 1 to 8",
+        ),
         ("[local\n", "not valid TOML"),
         ("[inference]\nanalyze_on_open = 1", "inference.analyze_on_open must be bool"),
         ('[report]\ndestination = "nowhere"', "report.destination = 'nowhere' is not a configured"),

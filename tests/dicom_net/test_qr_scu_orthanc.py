@@ -88,8 +88,9 @@ def test_find_at_all_three_levels(pacs, loupe, big_ct, small_ct):
     assert r.returncode == 2 and "--study-date" in r.stderr
 
 
-def test_move_big_ct_is_byte_identical(pacs, loupe, big_ct):
-    loupe.write_config(pacs.node_toml())
+@pytest.mark.parametrize("streams", [1, 2])
+def test_move_big_ct_is_byte_identical(pacs, loupe, big_ct, streams):
+    loupe.write_config(pacs.node_toml(move_streams=streams))
     r = loupe.run(
         "retrieve", "pacs", "--study-uid", big_ct.study_instance_uid, "--method", "move", "--json"
     )
@@ -97,6 +98,9 @@ def test_move_big_ct_is_byte_identical(pacs, loupe, big_ct):
     result = json.loads(r.stdout)
     assert result["method"] == "move" and result["complete"] is True
     assert (result["expected"], result["present"], result["missing"]) == (200, 200, 0)
+    assert result["completed"] == 200  # each instance sent once, whatever the streams
+    parallel = [n for n in result["notes"] if "parallel C-MOVEs" in n]
+    assert parallel == (["2 parallel C-MOVEs"] if streams == 2 else [])
 
     archive = LocalArchive(loupe.storage)
     by_uid = {i.sop_instance_uid: i for i in archive.instances()}
@@ -166,6 +170,28 @@ def test_cancel_mid_move_leaves_study_marked_cancelled(pacs, loupe, big_ct):
     assert seen[-1].remaining < seen[0].remaining
     (study,) = archive.studies()
     assert study.retrieve_state == "cancelled" and study.missing_instances == err.missing
+
+
+def test_parallel_move_progress_adds_up_across_streams(pacs, loupe, big_ct):
+    loupe.write_config(pacs.node_toml(move_streams=2))
+    settings = load_settings(loupe.config)
+    archive = LocalArchive(settings.storage)
+    seen: list[RetrieveProgress] = []
+    with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
+        result = retrieve(
+            settings.local,
+            settings.node("pacs"),
+            archive,
+            study_instance_uid=big_ct.study_instance_uid,
+            method=RetrieveMethod.MOVE,
+            on_progress=seen.append,
+            ingest=server.ingest,
+        )
+    assert result.complete and result.notes == ["2 parallel C-MOVEs"]
+    completed = [p.completed for p in seen]
+    assert completed == sorted(completed) and completed[-1] == 200
+    assert seen[-1].remaining == 0 and seen[0].remaining is not None
+    assert max(p.remaining or 0 for p in seen) <= 200
 
 
 def test_unknown_move_destination_explains_what_to_configure(orthanc_factory, loupe, small_ct):
