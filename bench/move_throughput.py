@@ -12,10 +12,11 @@ time of the movescu process. MB = 10^6 bytes of the source Part 10 files.
 Results go to bench/out/move_throughput.json. Each run must deliver every instance, or the
 bench stops with an error.
 
-Variants (--variant, repeatable; default "current" = the code as it is) patch the receive or
-retrieve path in this process only, to measure a lever before anyone changes
-dicom_net/retrieve.py, storage_server.py or archive.py: see bench/receive_levers.py. Each
-variant alternates with DCMTK run by run, so drift and other load hit all sides alike.
+Variants (--variant, repeatable; default "current" = the shipped defaults) are settings of
+the receive path (see VARIANTS): the fast storage path or pynetdicom's acceptor
+([local] fast_store), and how many parallel C-MOVEs a retrieve runs ([[nodes]] move_streams).
+"pynetdicom" is the receive path before the fast path existed. Each variant alternates with
+DCMTK run by run, so drift and other load hit all sides alike.
 
 Other test suites may share the machine: before each run the bench waits (--quiet-wait) for
 idle CPUs and records how busy they were ("machine_busy_before" in the JSON). Creating files
@@ -51,12 +52,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import receive_levers  # noqa: E402
 from peers import Orthanc, free_port, peer_env  # noqa: E402
 
 import dicom_net.retrieve as retrieve_mod  # noqa: E402
 from dicom_net.archive import LocalArchive  # noqa: E402
-from dicom_net.nodes import LocalNode, RemoteNode, RetrieveMethod  # noqa: E402
+from dicom_net.nodes import (  # noqa: E402
+    DEFAULT_MOVE_STREAMS,
+    LocalNode,
+    RemoteNode,
+    RetrieveMethod,
+)
 from dicom_net.storage_server import StorageServer  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -65,6 +70,15 @@ LOUPE_AET = "LOUPE"
 DCMTK_AET = "DCMTKSCP"
 MOVESCU_AET = "MOVESCU"
 PDU = 131072
+# variant -> (fast storage path, parallel C-MOVE streams)
+VARIANTS: dict[str, tuple[bool, int]] = {
+    "current": (True, DEFAULT_MOVE_STREAMS),
+    "streams-1": (True, 1),
+    "streams-3": (True, 3),
+    "streams-4": (True, 4),
+    "pynetdicom": (False, 1),
+    "pynetdicom-streams-2": (False, 2),
+}
 
 
 # -- test data -------------------------------------------------------------------------------
@@ -250,8 +264,13 @@ def run_loupe(
 ) -> RunResult:
     shutil.rmtree(workdir, ignore_errors=True)
     archive = LocalArchive(workdir)
+    fast_store, streams = VARIANTS[variant]
     local = LocalNode(
-        ae_title=LOUPE_AET, port=ports.loupe, bind="127.0.0.1", allowed_callers=(ORTHANC_AET,)
+        ae_title=LOUPE_AET,
+        port=ports.loupe,
+        bind="127.0.0.1",
+        allowed_callers=(ORTHANC_AET,),
+        fast_store=fast_store,
     )
     node = RemoteNode(
         name="pacs",
@@ -259,33 +278,33 @@ def run_loupe(
         host="127.0.0.1",
         port=orthanc.dicom_port,
         retrieve=RetrieveMethod.MOVE,
+        move_streams=streams,
     )
     spans: list[tuple[float, float]] = []
-    with receive_levers.apply(variant, series.sop_uids):
-        server = StorageServer(archive, local, node_for_ae=lambda _ae: "pacs")
-        server.start()
-        prof = cProfile.Profile() if profile_to else None
-        try:
-            with timed_moves(spans):
-                if prof:
-                    prof.enable()
-                cpu0, o_cpu0 = _self_cpu(), _proc_cpu(orthanc_pid(orthanc))
-                t0 = time.perf_counter()
-                result = retrieve_mod.retrieve(
-                    local,
-                    node,
-                    archive,
-                    study_instance_uid=series.study_uid,
-                    series_instance_uid=series.series_uid,
-                    method=RetrieveMethod.MOVE,
-                    allow_fallback=False,
-                )
-                total = time.perf_counter() - t0
-                cpu, o_cpu = _self_cpu() - cpu0, _proc_cpu(orthanc_pid(orthanc)) - o_cpu0
-                if prof:
-                    prof.disable()
-        finally:
-            server.stop()
+    server = StorageServer(archive, local, node_for_ae=lambda _ae: "pacs")
+    server.start()
+    prof = cProfile.Profile() if profile_to else None
+    try:
+        with timed_moves(spans):
+            if prof:
+                prof.enable()
+            cpu0, o_cpu0 = _self_cpu(), _proc_cpu(orthanc_pid(orthanc))
+            t0 = time.perf_counter()
+            result = retrieve_mod.retrieve(
+                local,
+                node,
+                archive,
+                study_instance_uid=series.study_uid,
+                series_instance_uid=series.series_uid,
+                method=RetrieveMethod.MOVE,
+                allow_fallback=False,
+            )
+            total = time.perf_counter() - t0
+            cpu, o_cpu = _self_cpu() - cpu0, _proc_cpu(orthanc_pid(orthanc)) - o_cpu0
+            if prof:
+                prof.disable()
+    finally:
+        server.stop()
     if prof and profile_to:
         prof.dump_stats(str(profile_to))
     n = len(series.sop_uids)
@@ -429,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variant",
         action="append",
-        choices=sorted(receive_levers.VARIANTS),
+        choices=sorted(VARIANTS),
         help="Loupe variant(s) to measure (default: current); each alternates with DCMTK",
     )
     ap.add_argument("--no-dcmtk", action="store_true", help="skip the DCMTK side (profiling)")

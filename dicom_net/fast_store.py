@@ -29,10 +29,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +48,30 @@ from pynetdicom.presentation import PresentationContext, negotiate_unrestricted
 from pynetdicom.sop_class import _STORAGE_CLASSES
 
 from dicom_net.ingest import StoreIngest
+from dicom_net.wire import (
+    A_RELEASE_RP,
+    ABORT_UNEXPECTED_PDU,
+    ABORT_UNRECOGNIZED_PDU,
+    APPLICATION_CONTEXT_NAME,
+    NO_DATASET,
+    PDU_HEADER,
+    PDV_HEADER,
+    PeerGone,
+    ProtocolError,
+    a_abort,
+    command_set,
+    el_lo,
+    el_ui,
+    el_us,
+    parse_command,
+    pdata,
+    recv_exact,
+    uid_text,
+    us_value,
+)
 
 log = logging.getLogger(__name__)
 
-APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 # What we advertise as our maximum received PDU length on the fast path, and enforce.
 # Larger PDUs mean fewer reads; 1 MiB bounds what one read allocates.
@@ -66,22 +84,9 @@ MAX_PEEKED_RQ = 64 * 1024
 MAX_DATASET_BYTES = 2 * 1024**3
 MAX_COMMAND_BYTES = 64 * 1024
 
-_PDU_HEADER = struct.Struct(">BxI")
-_PDV_HEADER = struct.Struct(">IBB")
-_ELEM = struct.Struct("<HHI")
-_U16 = struct.Struct("<H")
-
-A_RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
-
-# A-ABORT reasons (PS3.8 9.3.8), source 2 = service provider.
-ABORT_UNRECOGNIZED_PDU = 0x01
-ABORT_UNEXPECTED_PDU = 0x02
-ABORT_INVALID_PDU_PARAMETER = 0x06
-
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_CANCEL_RQ = 0x0FFF
-NO_DATASET = 0x0101
 STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 
@@ -91,26 +96,6 @@ _KNOWN_USER_ITEMS = (
     ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
 )
-
-
-def a_abort(reason: int = 0, source: int = 2) -> bytes:
-    return bytes((0x07, 0, 0, 0, 0, 4, 0, 0, source, reason))
-
-
-def a_associate_rj(result: int, source: int, reason: int) -> bytes:
-    return bytes((0x03, 0, 0, 0, 0, 4, 0, result, source, reason))
-
-
-class ProtocolError(Exception):
-    """The peer broke the protocol; the association is aborted with `reason`."""
-
-    def __init__(self, message: str, reason: int = ABORT_INVALID_PDU_PARAMETER):
-        super().__init__(message)
-        self.reason = reason
-
-
-class _PeerGone(Exception):
-    """The peer closed the connection."""
 
 
 def is_storage_like(abstract_syntax: str) -> bool:
@@ -132,7 +117,7 @@ def peek_associate_rq(sock: socket.socket, timeout: float) -> bytes | None:
     head = sock.recv(6, flags)
     if len(head) < 6:
         return None
-    pdu_type, length = _PDU_HEADER.unpack(head)
+    pdu_type, length = PDU_HEADER.unpack(head)
     if pdu_type != 0x01 or length > MAX_PEEKED_RQ:
         return None
     data = sock.recv(6 + length, flags)
@@ -188,58 +173,6 @@ def associate_ac(prim: A_ASSOCIATE, result: list[PresentationContext]) -> bytes:
     return bytes(pdu.encode())
 
 
-# -- command sets (implicit VR little endian, group 0000) --------------------------------------
-def parse_command(data: bytes) -> dict[int, bytes]:
-    """{element number: raw value}; ProtocolError if the set is malformed."""
-    out: dict[int, bytes] = {}
-    pos, end = 0, len(data)
-    while pos < end:
-        if pos + 8 > end:
-            raise ProtocolError("truncated command set element")
-        group, elem, length = _ELEM.unpack_from(data, pos)
-        pos += 8
-        if group != 0x0000 or pos + length > end:
-            raise ProtocolError(f"malformed command set element ({group:04X},{elem:04X})")
-        out[elem] = bytes(data[pos : pos + length])
-        pos += length
-    return out
-
-
-def _us(cmd: dict[int, bytes], elem: int, name: str) -> int:
-    raw = cmd.get(elem)
-    if raw is None or len(raw) != 2:
-        raise ProtocolError(f"command set without a valid {name} (0000,{elem:04X})")
-    return int(_U16.unpack(raw)[0])
-
-
-def _uid_text(raw: bytes) -> str:
-    return raw.rstrip(b"\x00 ").decode("ascii", errors="replace")
-
-
-def _el_ui(elem: int, value: bytes) -> bytes:
-    if len(value) % 2:
-        value += b"\x00"
-    return _ELEM.pack(0, elem, len(value)) + value
-
-
-def _el_us(elem: int, value: int) -> bytes:
-    return _ELEM.pack(0, elem, 2) + _U16.pack(value)
-
-
-def _el_lo(elem: int, text: str) -> bytes:
-    value = text.encode("ascii", errors="replace")[:64]
-    if len(value) % 2:
-        value += b" "
-    return _ELEM.pack(0, elem, len(value)) + value
-
-
-def response_pdu(context_id: int, elements: Iterable[bytes]) -> bytes:
-    body = b"".join(elements)
-    command = _ELEM.pack(0, 0, 4) + struct.pack("<I", len(body)) + body
-    pdv = _PDV_HEADER.pack(len(command) + 2, context_id, 0x03) + command
-    return _PDU_HEADER.pack(0x04, len(pdv)) + pdv
-
-
 # -- one association ---------------------------------------------------------------------------
 @dataclass
 class FastAssociationStats:
@@ -277,18 +210,10 @@ class FastStoreAssociation:
 
     # reading -------------------------------------------------------------------------------
     def _recv_exact(self, n: int) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
-            if k == 0:
-                raise _PeerGone
-            got += k
-        return buf
+        return recv_exact(self.sock, n)
 
     def _read_pdu(self) -> tuple[int, bytearray]:
-        pdu_type, length = _PDU_HEADER.unpack(self._recv_exact(6))
+        pdu_type, length = PDU_HEADER.unpack(self._recv_exact(6))
         if pdu_type == 0x04 and length > FAST_MAX_PDU:
             raise ProtocolError(f"P-DATA-TF of {length} bytes, above our maximum {FAST_MAX_PDU}")
         if pdu_type != 0x04 and length > 1024:
@@ -311,7 +236,7 @@ class FastStoreAssociation:
             self.stats.ended = f"aborted: nothing received for {self.timeout:.0f} s"
             with contextlib.suppress(OSError):
                 sock.sendall(a_abort())
-        except _PeerGone:
+        except PeerGone:
             self.stats.ended = "connection closed by the peer without release"
         except OSError as exc:
             self.stats.ended = f"connection lost ({exc.strerror or exc})"
@@ -350,7 +275,7 @@ class FastStoreAssociation:
             while pos < end:
                 if pos + 6 > end:
                     raise ProtocolError("truncated PDV header")
-                item_len, cx_id, control = _PDV_HEADER.unpack_from(body, pos)
+                item_len, cx_id, control = PDV_HEADER.unpack_from(body, pos)
                 if item_len < 2 or pos + 4 + item_len > end:
                     raise ProtocolError(f"PDV length {item_len} does not fit its PDU")
                 if cx_id not in self.contexts:
@@ -373,7 +298,7 @@ class FastStoreAssociation:
                     cmd = parse_command(b"".join(command))
                     command.clear()
                     command_len = 0
-                    if _us(cmd, 0x0800, "CommandDataSetType") != NO_DATASET:
+                    if us_value(cmd, 0x0800, "CommandDataSetType") != NO_DATASET:
                         continue  # the data set follows
                     self._dispatch(cmd, cmd_cx, None)
                     cmd = None
@@ -398,22 +323,25 @@ class FastStoreAssociation:
                 cmd = None
 
     def _dispatch(self, cmd: dict[int, bytes], cx_id: int, data: bytes | None) -> None:
-        field = _us(cmd, 0x0100, "CommandField")
+        field = us_value(cmd, 0x0100, "CommandField")
         if field == C_CANCEL_RQ:
             return  # nothing of ours to cancel
-        msg_id = _us(cmd, 0x0110, "MessageID")
+        msg_id = us_value(cmd, 0x0110, "MessageID")
         abstract, transfer = self.contexts[cx_id]
         if field == C_ECHO_RQ:
             self.stats.echoes += 1
             self.sock.sendall(
-                response_pdu(
+                pdata(
                     cx_id,
-                    (
-                        _el_ui(0x0002, cmd.get(0x0002, abstract.encode("ascii"))),
-                        _el_us(0x0100, C_ECHO_RSP),
-                        _el_us(0x0120, msg_id),
-                        _el_us(0x0800, NO_DATASET),
-                        _el_us(0x0900, 0x0000),
+                    0x03,
+                    command_set(
+                        (
+                            el_ui(0x0002, cmd.get(0x0002, abstract.encode("ascii"))),
+                            el_us(0x0100, C_ECHO_RSP),
+                            el_us(0x0120, msg_id),
+                            el_us(0x0800, NO_DATASET),
+                            el_us(0x0900, 0x0000),
+                        )
                     ),
                 )
             )
@@ -429,7 +357,7 @@ class FastStoreAssociation:
         if not sop_class or not sop_instance:
             raise ProtocolError("C-STORE-RQ without Affected SOP Class/Instance UID")
         comment = ""
-        if _uid_text(sop_class) != abstract:
+        if uid_text(sop_class) != abstract:
             status = STATUS_SOP_CLASS_NOT_SUPPORTED
             comment = "SOP Class differs from the presentation context's"
             log.warning(
@@ -440,8 +368,8 @@ class FastStoreAssociation:
                 status, comment = self.ingest.store(
                     calling_ae=self.calling_ae,
                     message_id=msg_id,
-                    sop_class_uid=_uid_text(sop_class),
-                    sop_instance_uid=_uid_text(sop_instance),
+                    sop_class_uid=uid_text(sop_class),
+                    sop_instance_uid=uid_text(sop_instance),
                     transfer_syntax=transfer,
                     dataset=data,
                 )
@@ -454,33 +382,16 @@ class FastStoreAssociation:
         else:
             self.stats.refused += 1
         elements = [
-            _el_ui(0x0002, sop_class),
-            _el_us(0x0100, C_STORE_RSP),
-            _el_us(0x0120, msg_id),
-            _el_us(0x0800, NO_DATASET),
-            _el_us(0x0900, status),
+            el_ui(0x0002, sop_class),
+            el_us(0x0100, C_STORE_RSP),
+            el_us(0x0120, msg_id),
+            el_us(0x0800, NO_DATASET),
+            el_us(0x0900, status),
         ]
         if comment and status != 0:
-            elements.append(_el_lo(0x0902, comment))
-        elements.append(_el_ui(0x1000, sop_instance))
-        self.sock.sendall(response_pdu(cx_id, elements))
-
-
-class AssociationCounter:
-    """Fast-path associations in progress (pynetdicom counts only its own)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.active = 0
-
-    def __enter__(self) -> AssociationCounter:
-        with self._lock:
-            self.active += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self.active -= 1
+            elements.append(el_lo(0x0902, comment))
+        elements.append(el_ui(0x1000, sop_instance))
+        self.sock.sendall(pdata(cx_id, 0x03, command_set(elements)))
 
 
 def serve_fast(
@@ -512,17 +423,3 @@ def serve_fast(
         stats.ended,
     )
     return stats
-
-
-__all__ = [
-    "FAST_MAX_PDU",
-    "AssociationCounter",
-    "FastStoreAssociation",
-    "ProtocolError",
-    "a_abort",
-    "a_associate_rj",
-    "fast_path_request",
-    "is_storage_like",
-    "peek_associate_rq",
-    "serve_fast",
-]

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 # After a C-CANCEL, how long to wait for the peer's final response before aborting
 # (Orthanc 1.10 ignores C-CANCEL during a move: FIELD-NOTES).
 CANCEL_GRACE_S = 2.0
+# How often pynetdicom's reactor looks at a C-MOVE association (its default: every 1 ms).
+MOVE_POLL_S = 0.005
 # How many SOP Instance UIDs go into one instance-level C-MOVE/C-GET.
 UID_BATCH = 200
 # Parallel C-MOVEs (RemoteNode.move_streams) only for at least this many instances per stream:
@@ -198,6 +200,10 @@ def _move(
 ) -> tuple[_Outcome, str]:
     model = STUDY_ROOT_MOVE
     assoc = associate(local, node, [build_context(model)])
+    # pynetdicom's DUL thread polls the socket every millisecond while it waits; during a
+    # C-MOVE that steals the GIL from our storage SCP, which does the real work. Pending
+    # responses are only progress, so poll less often (bench/move_throughput.py).
+    assoc.dul._run_loop_delay = MOVE_POLL_S
     host_seen = local_address(assoc)
     try:
         responses = assoc.send_c_move(identifier, local.ae_title, model, msg_id=1)

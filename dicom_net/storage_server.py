@@ -29,15 +29,11 @@ from dicom_net.contexts import (
     storage_scp_contexts,
 )
 from dicom_net.errors import DicomNetError
-from dicom_net.fast_store import (
-    a_associate_rj,
-    fast_path_request,
-    peek_associate_rq,
-    serve_fast,
-)
+from dicom_net.fast_store import fast_path_request, peek_associate_rq, serve_fast
 from dicom_net.ingest import IngestCounters, StoreIngest
 from dicom_net.nodes import LocalNode
 from dicom_net.qr_provider import QueryRetrieveProvider
+from dicom_net.wire import a_associate_rj
 
 log = logging.getLogger(__name__)
 

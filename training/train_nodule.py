@@ -98,9 +98,16 @@ def texture_of(kind: str) -> int:
 HARD_KINDS = ("ground-glass", "part-solid", "juxtapleural")
 
 
-def make_case(seed: int, miner: NoduleDetector | None = None) -> dict[str, np.ndarray]:
+def make_case(
+    seed: int,
+    miner: NoduleDetector | None = None,
+    hard_weight: float = 1.0,
+    small_hard_weight: float = 0.0,
+) -> dict[str, np.ndarray]:
     """One training phantom at 2 mm with its targets; `miner` (a detector on the previous
-    model, edge margin 0) adds its false-positive peaks as hard negatives."""
+    model, edge margin 0) adds its false-positive peaks as hard negatives. Nodule patches are
+    drawn with weight 1 + 1.5 (<= 8 mm) + hard_weight (ground-glass, part-solid,
+    juxtapleural) + small_hard_weight (both)."""
     rng = np.random.default_rng(seed + 77)
     size = int(rng.choice([224, 256, 288]))
     fov = float(rng.uniform(320.0, 400.0))
@@ -135,7 +142,11 @@ def make_case(seed: int, miner: NoduleDetector | None = None) -> dict[str, np.nd
         c = (kji - 0.5) / OUT_STRIDE  # output voxel centre o covers input voxels 2o, 2o+1
         centres.append(kji)
         # Balanced sampling: small and faint/pleural nodules are the hard ones.
-        weights.append(1.0 + 1.5 * (n.diameter_mm <= 8.0) + 1.0 * (n.kind in HARD_KINDS))
+        small = n.diameter_mm <= 8.0
+        hard_kind = n.kind in HARD_KINDS
+        weights.append(
+            1.0 + 1.5 * small + hard_weight * hard_kind + small_hard_weight * (small and hard_kind)
+        )
         sigma = max(n.diameter_mm / 4.0, 3.0) / osp
         rad = math.ceil(3 * sigma)
         lo = np.maximum(np.floor(c).astype(int) - rad, 0)
@@ -277,6 +288,18 @@ def main() -> None:
         help="model directory (ONNX + manifest) whose false positives on the training "
         "phantoms become hard negatives",
     )
+    ap.add_argument(
+        "--hard-weight",
+        type=float,
+        default=1.0,
+        help="extra sampling weight of ground-glass, part-solid and juxtapleural nodules",
+    )
+    ap.add_argument(
+        "--small-hard-weight",
+        type=float,
+        default=0.0,
+        help="further extra weight when such a nodule is also <= 8 mm",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -289,7 +312,10 @@ def main() -> None:
         # Training phantoms go beyond the model's pixel-spacing range (up to 1.8 mm).
         at = dataclasses.replace(man.applies_to, pixel_spacing_mm=None, slice_spacing_mm=None)
         miner = NoduleDetector(dataclasses.replace(man, decoding=dec, applies_to=at))
-    cases = [make_case(args.first_seed + s, miner) for s in range(args.cases)]
+    cases = [
+        make_case(args.first_seed + s, miner, args.hard_weight, args.small_hard_weight)
+        for s in range(args.cases)
+    ]
     n_hard = sum(len(c["hard"]) for c in cases)
     print(
         f"{len(cases)} phantoms, {n_hard} mined negatives in {time.time() - t0:.0f} s", flush=True
