@@ -15,7 +15,8 @@ bench stops with an error.
 Variants (--variant, repeatable; default "current" = the shipped defaults) are settings of
 the receive path (see VARIANTS): the fast storage path or pynetdicom's acceptor
 ([local] fast_store), and how many parallel C-MOVEs a retrieve runs ([[nodes]] move_streams).
-"pynetdicom" is the receive path before the fast path existed. Each variant alternates with
+"pynetdicom" is the receive path before the fast path existed (pynetdicom's acceptor and
+requestor, one C-MOVE). Each variant alternates with
 DCMTK run by run, so drift and other load hit all sides alike.
 
 Other test suites may share the machine: before each run the bench waits (--quiet-wait) for
@@ -70,14 +71,14 @@ LOUPE_AET = "LOUPE"
 DCMTK_AET = "DCMTKSCP"
 MOVESCU_AET = "MOVESCU"
 PDU = 131072
-# variant -> (fast storage path, parallel C-MOVE streams)
-VARIANTS: dict[str, tuple[bool, int]] = {
-    "current": (True, DEFAULT_MOVE_STREAMS),
-    "streams-1": (True, 1),
-    "streams-3": (True, 3),
-    "streams-4": (True, 4),
-    "pynetdicom": (False, 1),
-    "pynetdicom-streams-2": (False, 2),
+# variant -> (fast storage path, parallel C-MOVE streams, C-MOVE requestor is pynetdicom's)
+VARIANTS: dict[str, tuple[bool, int, bool]] = {
+    "current": (True, DEFAULT_MOVE_STREAMS, False),
+    "streams-1": (True, 1, False),
+    "streams-3": (True, 3, False),
+    "streams-4": (True, 4, False),
+    "pynetdicom-move": (True, DEFAULT_MOVE_STREAMS, True),
+    "pynetdicom": (False, 1, True),
 }
 
 
@@ -264,7 +265,8 @@ def run_loupe(
 ) -> RunResult:
     shutil.rmtree(workdir, ignore_errors=True)
     archive = LocalArchive(workdir)
-    fast_store, streams = VARIANTS[variant]
+    fast_store, streams, pynetdicom_move = VARIANTS[variant]
+    retrieve_mod.PYNETDICOM_MOVE = pynetdicom_move
     local = LocalNode(
         ae_title=LOUPE_AET,
         port=ports.loupe,

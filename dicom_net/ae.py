@@ -70,23 +70,39 @@ def associate(
     if assoc.is_established:
         return assoc
     if not connected:
-        raise NodeUnreachable(
-            f"node {node.describe()} is unreachable: nothing accepts connections at "
-            f"{node.host}:{node.port}; check host and port in the settings and that the PACS runs"
-        )
+        raise NodeUnreachable(unreachable_message(node))
     if assoc.is_rejected:
-        raise AssociationRejected(
-            f"node {node.describe()} rejected the association from {local.ae_title!r}: "
-            f"on the PACS, register AE title {local.ae_title!r} (host of this workstation, "
-            f"port {local.port}) as a known DICOM node, and check that its own AE title is "
-            f"{node.ae_title!r}"
-        )
+        raise AssociationRejected(rejected_message(local, node))
     if assoc.is_aborted:
-        raise AssociationRejected(
-            f"node {node.describe()} aborted the association from {local.ae_title!r}: "
-            "it may not accept our AE title or our proposed services; check the PACS log"
-        )
-    raise NodeUnreachable(
+        raise AssociationRejected(aborted_message(local, node))
+    raise NodeUnreachable(silent_message(node))
+
+
+def unreachable_message(node: RemoteNode) -> str:
+    return (
+        f"node {node.describe()} is unreachable: nothing accepts connections at "
+        f"{node.host}:{node.port}; check host and port in the settings and that the PACS runs"
+    )
+
+
+def rejected_message(local: LocalNode, node: RemoteNode) -> str:
+    return (
+        f"node {node.describe()} rejected the association from {local.ae_title!r}: "
+        f"on the PACS, register AE title {local.ae_title!r} (host of this workstation, "
+        f"port {local.port}) as a known DICOM node, and check that its own AE title is "
+        f"{node.ae_title!r}"
+    )
+
+
+def aborted_message(local: LocalNode, node: RemoteNode) -> str:
+    return (
+        f"node {node.describe()} aborted the association from {local.ae_title!r}: "
+        "it may not accept our AE title or our proposed services; check the PACS log"
+    )
+
+
+def silent_message(node: RemoteNode) -> str:
+    return (
         f"node {node.describe()} accepted the connection but did not answer the association "
         f"request within {ACSE_TIMEOUT_S:.0f} s; check that {node.host}:{node.port} is a DICOM port"
     )

@@ -29,6 +29,7 @@ from pynetdicom import build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 
+from dicom_net import move_scu
 from dicom_net.ae import associate, local_address
 from dicom_net.archive import LocalArchive, utc_now
 from dicom_net.contexts import MAX_PROPOSED_CONTEXTS, STUDY_ROOT_GET, STUDY_ROOT_MOVE
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 # After a C-CANCEL, how long to wait for the peer's final response before aborting
 # (Orthanc 1.10 ignores C-CANCEL during a move: FIELD-NOTES).
 CANCEL_GRACE_S = 2.0
-# How often pynetdicom's reactor looks at a C-MOVE association (its default: every 1 ms).
-MOVE_POLL_S = 0.005
+# True: C-MOVE through pynetdicom even without TLS (tests and bench compare both paths).
+PYNETDICOM_MOVE = False
 # How many SOP Instance UIDs go into one instance-level C-MOVE/C-GET.
 UID_BATCH = 200
 # Parallel C-MOVEs (RemoteNode.move_streams) only for at least this many instances per stream:
@@ -198,12 +199,12 @@ def _move(
     cancel: threading.Event | None,
     on_progress: ProgressCallback | None,
 ) -> tuple[_Outcome, str]:
+    """One C-MOVE on its own association: move_scu's plain-socket requestor, or pynetdicom's
+    for TLS nodes (and when PYNETDICOM_MOVE is set, for comparison)."""
+    if node.tls is None and not PYNETDICOM_MOVE:
+        return _move_plain(local, node, identifier, cancel, on_progress)
     model = STUDY_ROOT_MOVE
     assoc = associate(local, node, [build_context(model)])
-    # pynetdicom's DUL thread polls the socket every millisecond while it waits; during a
-    # C-MOVE that steals the GIL from our storage SCP, which does the real work. Pending
-    # responses are only progress, so poll less often (bench/move_throughput.py).
-    assoc.dul._run_loop_delay = MOVE_POLL_S
     host_seen = local_address(assoc)
     try:
         responses = assoc.send_c_move(identifier, local.ae_title, model, msg_id=1)
@@ -212,6 +213,36 @@ def _move(
         if assoc.is_established:
             assoc.release()
     return out, host_seen
+
+
+def _move_plain(
+    local: LocalNode,
+    node: RemoteNode,
+    identifier: Dataset,
+    cancel: threading.Event | None,
+    on_progress: ProgressCallback | None,
+) -> tuple[_Outcome, str]:
+    def counts(c: move_scu.MoveCounts) -> None:
+        if on_progress is not None:
+            on_progress(RetrieveProgress(c.completed, c.remaining, c.failed, c.warning))
+
+    res = move_scu.move(
+        local,
+        node,
+        identifier,
+        STUDY_ROOT_MOVE,
+        cancel,
+        counts,
+        cancel_grace_s=CANCEL_GRACE_S,
+    )
+    out = _Outcome()
+    c = res.counts
+    out.progress = RetrieveProgress(c.completed, c.remaining, c.failed, c.warning)
+    out.final_status = res.final_status
+    out.error_comment = res.error_comment
+    out.cancelled = res.cancelled
+    out.connection_lost = res.connection_lost
+    return out, res.host_seen
 
 
 @dataclass
