@@ -170,6 +170,41 @@ class InstanceRecord:
     source_node: str | None
 
 
+class ArchivePart:
+    """An instance being written into incoming/ (see LocalArchive.open_part)."""
+
+    def __init__(self, path: str, fd: int, source: str):
+        self.path = path
+        self.size = 0
+        self.source = source
+        self._fd: int | None = fd
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                if self._fd is None:
+                    raise OSError(f"{self.path} is closed")
+                n = os.write(self._fd, view)
+                self.size += n
+                view = view[n:]
+        except OSError as exc:
+            raise ArchiveError(
+                f"{self.source}: cannot write to {os.path.dirname(self.path)} ({exc})"
+            ) from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
 class LocalArchive:
     """Files under `root/files`, index in `root/index.sqlite`; safe to use from many threads."""
 
@@ -270,36 +305,56 @@ class LocalArchive:
 
     def store_bytes(
         self,
-        data: bytes | tuple[bytes, ...],
+        data: bytes,
         *,
         header: InstanceHeader | None = None,
         source_ae: str | None = None,
         source_node: str | None = None,
         source: str = "<network>",
     ) -> StoredInstance:
-        """Store one complete Part 10 object (preamble + meta + data set) as given.
-
-        `data` may come in parts (our file meta, then the data set as received): they are
-        written one after the other without joining them in memory.
-        """
+        """Store one complete Part 10 object (preamble + meta + data set) as given."""
         if header is None:
-            if isinstance(data, tuple):
-                data = b"".join(data)
             header = read_header(data, source=source)
-        parts = data if isinstance(data, tuple) else (data,)
+        part = self.open_part(source=source)
+        try:
+            part.write(data)
+        except ArchiveError:
+            part.discard()
+            raise
+        return self.commit_part(
+            part, header=header, source_ae=source_ae, source_node=source_node, source=source
+        )
+
+    def open_part(self, *, source: str = "<network>") -> ArchivePart:
+        """A new file in incoming/ to write an instance into as it arrives; commit_part()
+        moves it into files/ and indexes it, discard() removes it."""
         # Plain strings and a counter: this runs once per received instance (hot path).
         tmp = os.path.join(self._incoming_str, f"{self._tmp_prefix}-{next(self._tmp_counter)}.part")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ArchiveError(f"{source}: cannot write to {self.incoming_dir} ({exc})") from exc
+        return ArchivePart(tmp, fd, source)
+
+    def commit_part(
+        self,
+        part: ArchivePart,
+        *,
+        header: InstanceHeader,
+        source_ae: str | None = None,
+        source_node: str | None = None,
+        source: str = "<network>",
+    ) -> StoredInstance:
+        """Close the part, move it to its final place and index it (in that order: a crash
+        before the index leaves at most a stray file, never an index row without a file)."""
         final, rel = self._final_path(header.sop_instance_uid)
         try:
-            with open(tmp, "wb") as fh:
-                fh.writelines(parts)
-            os.replace(tmp, final)
+            part.close()
+            os.replace(part.path, final)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            part.discard()
             raise ArchiveError(f"{source}: cannot write to {self.files_dir} ({exc})") from exc
-        size = sum(len(part) for part in parts)
-        replaced, old_rel = self._index(header, rel, size, source_ae, source_node)
+        replaced, old_rel = self._index(header, rel, part.size, source_ae, source_node)
         if old_rel is not None and old_rel != rel:  # replaced a file of the old layout
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(str(self.root), old_rel))

@@ -20,7 +20,7 @@ from typing import Any
 from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from dicom_net.archive import LocalArchive, StoredInstance
+from dicom_net.archive import ArchivePart, LocalArchive, StoredInstance
 from dicom_net.errors import ArchiveError
 from dicom_net.header import InstanceHeader, check_complete, read_header
 
@@ -39,6 +39,53 @@ class IngestCounters:
     refused: int = 0
     bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class IncomingInstance:
+    """A data set arriving in fragments. Each fragment is written to a file in incoming/ as
+    it comes (so the file is nearly complete when the last one lands: the sender waits for
+    our response) and kept as a view for the checks at the end (StoreIngest.finish)."""
+
+    def __init__(
+        self,
+        archive: LocalArchive,
+        *,
+        calling_ae: str,
+        message_id: int,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+    ):
+        self.calling_ae = calling_ae
+        self.sop_instance_uid = sop_instance_uid
+        self.source = f"C-STORE from {calling_ae} (message {message_id})"
+        self.prefix = _part10_prefix(sop_class_uid, sop_instance_uid, transfer_syntax)
+        self.fragments: list[bytes | memoryview] = []
+        self.size = 0
+        self.part: ArchivePart | None = None
+        self.error: ArchiveError | None = None
+        if self.prefix is not None:
+            try:
+                self.part = archive.open_part(source=self.source)
+                self.part.write(self.prefix)
+            except ArchiveError as exc:
+                self.error = exc
+
+    def add(self, fragment: bytes | memoryview) -> None:
+        self.fragments.append(fragment)
+        self.size += len(fragment)
+        if self.part is not None and self.error is None:
+            try:
+                self.part.write(fragment)
+            except ArchiveError as exc:  # reported when the data set is complete
+                self.error = exc
+
+    def discard(self) -> None:
+        """Remove the partial file (a refused or abandoned data set)."""
+        if self.part is not None:
+            self.part.discard()
+            self.part = None
+        self.fragments = []
 
 
 class StoreIngest:
@@ -88,45 +135,86 @@ class StoreIngest:
     ) -> tuple[int, str]:
         """Check, write and index one received data set; (DIMSE status, error comment).
 
-        Used by pynetdicom's handler (above), by the fast storage path (fast_store.py) and,
-        through the handler, by C-GET.
+        Used by pynetdicom's handler (above) and, through it, by C-GET. The fast storage path
+        (fast_store.py) uses begin()/finish() to write fragments as they arrive.
         """
-        calling_ae = calling_ae.strip()
-        sop_instance_uid = sop_instance_uid.strip()
-        source = f"C-STORE from {calling_ae} (message {message_id})"
-        prefix = _part10_prefix(sop_class_uid.strip(), sop_instance_uid, transfer_syntax)
+        incoming = self.begin(
+            calling_ae=calling_ae,
+            message_id=message_id,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax=transfer_syntax,
+        )
+        incoming.add(dataset)
+        return self.finish(incoming)
+
+    def begin(
+        self,
+        *,
+        calling_ae: str,
+        message_id: int,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+    ) -> IncomingInstance:
+        """Start receiving a data set: its fragments go to a file in incoming/ as they come."""
+        return IncomingInstance(
+            self.archive,
+            calling_ae=calling_ae.strip(),
+            message_id=message_id,
+            sop_class_uid=sop_class_uid.strip(),
+            sop_instance_uid=sop_instance_uid.strip(),
+            transfer_syntax=transfer_syntax,
+        )
+
+    def finish(self, incoming: IncomingInstance) -> tuple[int, str]:
+        """The last fragment has arrived: check the data set, then keep it (move the file into
+        place and index it) or refuse it (remove the file). (DIMSE status, error comment)."""
+        try:
+            return self._finish(incoming)
+        finally:
+            incoming.discard()  # no-op once committed
+
+    def _finish(self, incoming: IncomingInstance) -> tuple[int, str]:
+        source = incoming.source
+        prefix = incoming.prefix
         if prefix is None:
             reason = "the request's UIDs are not plain ASCII"
             return self._refuse(source, reason, STATUS_CANNOT_UNDERSTAND), reason
         try:
-            header = _fast_header_parts(prefix, dataset)
-            data: bytes | tuple[bytes, bytes] = (prefix, dataset)
-            if header is None:
-                whole = prefix + dataset
+            header = _fast_header_stream(prefix, incoming.fragments, incoming.size)
+            if header is None:  # the general path, on the whole object
+                whole = prefix + b"".join(incoming.fragments)
                 check_complete(whole, source=source)
                 header = read_header(whole, source=source)
-                data = whole
         except ArchiveError as exc:
             return self._refuse(source, str(exc), STATUS_CANNOT_UNDERSTAND), str(exc)
-        if header.sop_instance_uid != sop_instance_uid:
+        if header.sop_instance_uid != incoming.sop_instance_uid:
             reason = (
                 "SOP Instance UID in the data set differs from the request's Affected SOP "
                 "Instance UID"
             )
             return self._refuse(source, reason, STATUS_DATASET_MISMATCH), reason
-        node = self.node_for_ae(calling_ae) if self.node_for_ae else None
+        node = self.node_for_ae(incoming.calling_ae) if self.node_for_ae else None
         try:
-            stored = self.archive.store_bytes(
-                data, header=header, source_ae=calling_ae, source_node=node, source=source
+            if incoming.error is not None:
+                raise incoming.error
+            assert incoming.part is not None
+            stored = self.archive.commit_part(
+                incoming.part,
+                header=header,
+                source_ae=incoming.calling_ae,
+                source_node=node,
+                source=source,
             )
+            incoming.part = None
         except ArchiveError as exc:
             log.error("%s", exc)
             reason = "cannot write to the local archive (disk full or not writable?)"
             return self._refuse(source, str(exc), STATUS_OUT_OF_RESOURCES), reason
-        size = len(prefix) + len(dataset)
         with self.counters.lock:
             self.counters.stored += 1
-            self.counters.bytes += size
+            self.counters.bytes += len(prefix) + incoming.size
             if stored.replaced:
                 self.counters.replaced += 1
         if self.on_stored is not None:
@@ -260,11 +348,13 @@ def _walk(
     implicit: bool,
     found: dict[int, tuple[bytes, bytes | None]] | None,
     depth: int,
+    pixels_end: int | None = None,
 ) -> int:
     """Walk the elements of one data set from `pos`; return the offset after it.
 
     At the top level (`found` given) the data set must end exactly at `end` and the wanted
-    values are collected; inside an item it ends at the item delimiter.
+    values are collected; inside an item it ends at the item delimiter. `pixels_end`: see
+    _dataset_header.
     """
     if depth > _MAX_DEPTH:
         raise _NotFast
@@ -295,6 +385,10 @@ def _walk(
             if tag in _PIXEL_TAGS:
                 found[tag] = (b"", vr)
                 found[_PIXELS_SEEN] = (b"", None)
+                if pixels_end is not None and length != _UNDEFINED and pos + length > end:
+                    if pos + length == pixels_end:
+                        return pixels_end  # the rest of the pixels is in later fragments
+                    raise _NotFast
             elif _PIXELS_SEEN not in found and (tag in _WANTED or tag == _SPECIFIC_CHARACTER_SET):
                 # Like read_header (stop_before_pixels): nothing after the pixels is indexed.
                 if length == _UNDEFINED or pos + length > end:
@@ -371,13 +465,18 @@ def _fast_header(data: bytes) -> InstanceHeader | None:
     return _dataset_header(ts, data, end_of_meta)
 
 
-def _fast_header_parts(prefix: bytes, dataset: bytes) -> InstanceHeader | None:
-    """`_fast_header` of prefix + dataset without joining them (a network instance: our
-    preamble and file meta, then the data set as received)."""
+def _fast_header_stream(
+    prefix: bytes, fragments: list[bytes | memoryview], total: int
+) -> InstanceHeader | None:
+    """`_fast_header` of prefix + fragments, from the first fragment alone when it holds every
+    element up to the pixel data and the pixel data ends exactly where the data set does
+    (the common case: no join of the fragments). None: use the general path."""
     meta = _read_meta(prefix)
-    if meta is None or meta[1] != len(prefix):
+    if meta is None or meta[1] != len(prefix) or not fragments:
         return None
-    return _dataset_header(meta[0], dataset, 0)
+    first = fragments[0]
+    data = first if isinstance(first, bytes) else first.tobytes()
+    return _dataset_header(meta[0], data, 0, pixels_end=total)
 
 
 def _read_meta(data: bytes) -> tuple[str, int] | None:
@@ -413,14 +512,22 @@ def _read_meta(data: bytes) -> tuple[str, int] | None:
         return None
 
 
-def _dataset_header(ts: str, data: bytes, pos: int) -> InstanceHeader | None:
-    """Walk the data set in data[pos:] (encoded in `ts`) and build its header, or None."""
+def _dataset_header(
+    ts: str, data: bytes, pos: int, *, pixels_end: int | None = None
+) -> InstanceHeader | None:
+    """Walk the data set in data[pos:] (encoded in `ts`) and build its header, or None.
+
+    With `pixels_end` (the data set's total length when `data` is only its beginning), a
+    Pixel Data element of defined length that ends exactly there completes the data set.
+    """
     try:
         implicit = _dataset_encoding(ts)
         if implicit is None:
             return None
         found: dict[int, tuple[bytes, bytes | None]] = {}
-        _walk(data, pos, len(data), implicit, found, 0)
+        end = _walk(data, pos, len(data), implicit, found, 0, pixels_end=pixels_end)
+        if pixels_end is not None and end != pixels_end:
+            return None
         found.pop(_PIXELS_SEEN, None)
         charset = found.pop(_SPECIFIC_CHARACTER_SET, None)
         if charset is not None and _text(charset[0], b"CS") not in _ASCII_COMPATIBLE:

@@ -310,3 +310,17 @@ def test_association_limit_is_shared_and_rejects_politely(scp, small_ct):
     sock = _associate(scp.port)  # free again
     assert _store_raw(sock, small_ct.paths[0])[0] == 0
     _release(sock)
+
+
+def test_idle_association_is_aborted_after_the_network_timeout(tmp_path, monkeypatch, small_ct):
+    monkeypatch.setattr(storage_server_mod, "NETWORK_TIMEOUT_S", 0.5)
+    local = LocalNode("LOUPE", free_port(), "127.0.0.1", ("RAWSCU",))
+    with StorageServer(LocalArchive(tmp_path / "a"), local) as server:
+        sock = _associate(server.port)
+        uid, data = _dataset_of(small_ct.paths[0])
+        sock.sendall(_pdata(0x03, _store_command(uid)))
+        sock.sendall(_pdata(0x00, data[:1000]))  # then silence, mid-instance
+        t0 = time.monotonic()
+        _expect_abort(sock)
+        assert 0.4 < time.monotonic() - t0 < 5
+        assert server.archive.instance_count() == 0
