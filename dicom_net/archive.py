@@ -224,6 +224,8 @@ class LocalArchive:
         self.db_path = self.root / "index.sqlite"
         self._local = threading.local()
         self._made_dirs: set[str] = set()
+        # study/series UID -> (values last written to its row, when): see _index
+        self._recent_rows: dict[str, tuple[tuple[Any, ...], float]] = {}
         self._dirs_lock = threading.Lock()
         self._files_str = str(self.files_dir)
         self._make_fan_out()
@@ -380,64 +382,103 @@ class LocalArchive:
         source_ae: str | None,
         source_node: str | None,
     ) -> tuple[bool, str | None]:
-        """Index one stored file; (replaced an earlier copy, that copy's relative path)."""
+        """Index one stored file; (replaced an earlier copy, that copy's relative path).
+
+        The study and series rows are written with the first instance and again only when
+        their values change or a second has passed (a series arrives as hundreds of instances
+        with the same values; rewriting their rows each time was a third of the index cost).
+        """
         now = utc_now()
+        study_key = (
+            h.patient_id,
+            h.patient_name,
+            h.patient_birth_date,
+            h.patient_sex,
+            h.study_date,
+            h.study_time,
+            h.study_description,
+            h.accession_number,
+            h.referring_physician_name,
+            h.study_id,
+            source_node,
+        )
+        series_key = (
+            h.study_instance_uid,
+            h.modality,
+            h.series_number,
+            h.series_description,
+            h.body_part_examined,
+            h.frame_of_reference_uid,
+        )
+        tick = time.monotonic()
+        fresh_study = self._recent_rows.get(h.study_instance_uid)
+        fresh_series = self._recent_rows.get(h.series_instance_uid)
+        write_study = (
+            fresh_study is None or fresh_study[0] != study_key or tick - fresh_study[1] > 1
+        )
+        write_series = (
+            fresh_series is None or fresh_series[0] != series_key or tick - fresh_series[1] > 1
+        )
         with self.transaction() as db:
             old = db.execute(
                 "SELECT path FROM instances WHERE sop_instance_uid=?", (h.sop_instance_uid,)
             ).fetchone()
             replaced = old is not None
-            db.execute(
-                """INSERT INTO studies(study_instance_uid, patient_id, patient_name,
-                   patient_birth_date, patient_sex, study_date, study_time, study_description,
-                   accession_number, referring_physician_name, study_id, source_node, updated_at)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(study_instance_uid) DO UPDATE SET
-                   patient_id=excluded.patient_id, patient_name=excluded.patient_name,
-                   patient_birth_date=excluded.patient_birth_date,
-                   patient_sex=excluded.patient_sex, study_date=excluded.study_date,
-                   study_time=excluded.study_time, study_description=excluded.study_description,
-                   accession_number=excluded.accession_number,
-                   referring_physician_name=excluded.referring_physician_name,
-                   study_id=excluded.study_id,
-                   source_node=COALESCE(excluded.source_node, studies.source_node),
-                   updated_at=excluded.updated_at""",
-                (
-                    h.study_instance_uid,
-                    h.patient_id,
-                    h.patient_name,
-                    h.patient_birth_date,
-                    h.patient_sex,
-                    h.study_date,
-                    h.study_time,
-                    h.study_description,
-                    h.accession_number,
-                    h.referring_physician_name,
-                    h.study_id,
-                    source_node,
-                    now,
-                ),
-            )
-            db.execute(
-                """INSERT INTO series(series_instance_uid, study_instance_uid, modality,
-                   series_number, series_description, body_part_examined, frame_of_reference_uid)
-                   VALUES (?,?,?,?,?,?,?)
-                   ON CONFLICT(series_instance_uid) DO UPDATE SET
-                   study_instance_uid=excluded.study_instance_uid, modality=excluded.modality,
-                   series_number=excluded.series_number,
-                   series_description=excluded.series_description,
-                   body_part_examined=excluded.body_part_examined,
-                   frame_of_reference_uid=excluded.frame_of_reference_uid""",
-                (
-                    h.series_instance_uid,
-                    h.study_instance_uid,
-                    h.modality,
-                    h.series_number,
-                    h.series_description,
-                    h.body_part_examined,
-                    h.frame_of_reference_uid,
-                ),
-            )
+            if write_study:
+                db.execute(
+                    """INSERT INTO studies(study_instance_uid, patient_id, patient_name,
+                       patient_birth_date, patient_sex, study_date, study_time,
+                       study_description, accession_number, referring_physician_name, study_id,
+                       source_node, updated_at)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT(study_instance_uid) DO UPDATE SET
+                       patient_id=excluded.patient_id, patient_name=excluded.patient_name,
+                       patient_birth_date=excluded.patient_birth_date,
+                       patient_sex=excluded.patient_sex, study_date=excluded.study_date,
+                       study_time=excluded.study_time, study_description=excluded.study_description,
+                       accession_number=excluded.accession_number,
+                       referring_physician_name=excluded.referring_physician_name,
+                       study_id=excluded.study_id,
+                       source_node=COALESCE(excluded.source_node, studies.source_node),
+                       updated_at=excluded.updated_at""",
+                    (
+                        h.study_instance_uid,
+                        h.patient_id,
+                        h.patient_name,
+                        h.patient_birth_date,
+                        h.patient_sex,
+                        h.study_date,
+                        h.study_time,
+                        h.study_description,
+                        h.accession_number,
+                        h.referring_physician_name,
+                        h.study_id,
+                        source_node,
+                        now,
+                    ),
+                )
+            if write_series:
+                db.execute(
+                    """INSERT INTO series(series_instance_uid, study_instance_uid, modality,
+                       series_number, series_description, body_part_examined,
+                       frame_of_reference_uid)
+                       VALUES (?,?,?,?,?,?,?)
+                       ON CONFLICT(series_instance_uid) DO UPDATE SET
+                       study_instance_uid=excluded.study_instance_uid, modality=excluded.modality,
+                       series_number=excluded.series_number,
+                       series_description=excluded.series_description,
+                       body_part_examined=excluded.body_part_examined,
+                       frame_of_reference_uid=excluded.frame_of_reference_uid""",
+                    (
+                        h.series_instance_uid,
+                        h.study_instance_uid,
+                        h.modality,
+                        h.series_number,
+                        h.series_description,
+                        h.body_part_examined,
+                        h.frame_of_reference_uid,
+                    ),
+                )
             db.execute(
                 """INSERT OR REPLACE INTO instances(sop_instance_uid, series_instance_uid,
                    study_instance_uid, sop_class_uid, instance_number, number_of_frames, rows,
@@ -460,6 +501,12 @@ class LocalArchive:
                     source_node,
                 ),
             )
+        if len(self._recent_rows) > 4096:
+            self._recent_rows.clear()
+        if write_study:
+            self._recent_rows[h.study_instance_uid] = (study_key, tick)
+        if write_series:
+            self._recent_rows[h.series_instance_uid] = (series_key, tick)
         return replaced, (str(old[0]) if old is not None else None)
 
     # -- retrieve bookkeeping -------------------------------------------------------------
