@@ -64,6 +64,7 @@ class IncomingInstance:
         self.size = 0
         self.part: ArchivePart | None = None
         self.error: ArchiveError | None = None
+        self.early: tuple[InstanceHeader, int] | None = None  # from the first fragment
         if self.prefix is not None:
             try:
                 self.part = archive.open_part(source=self.source)
@@ -72,6 +73,8 @@ class IncomingInstance:
                 self.error = exc
 
     def add(self, fragment: bytes | memoryview) -> None:
+        if not self.fragments and self.prefix is not None:
+            self.early = header_from_start(self.prefix, fragment)
         self.fragments.append(fragment)
         self.size += len(fragment)
         if self.part is not None and self.error is None:
@@ -182,11 +185,16 @@ class StoreIngest:
             reason = "the request's UIDs are not plain ASCII"
             return self._refuse(source, reason, STATUS_CANNOT_UNDERSTAND), reason
         try:
-            header = _fast_header_stream(prefix, incoming.fragments, incoming.size)
-            if header is None:  # the general path, on the whole object
+            early = incoming.early
+            header: InstanceHeader | None = None
+            if early is not None and early[1] == incoming.size:
+                header = early[0]
+            else:  # the general path, on the whole object
                 whole = prefix + b"".join(incoming.fragments)
-                check_complete(whole, source=source)
-                header = read_header(whole, source=source)
+                header = _fast_header(whole)
+                if header is None:
+                    check_complete(whole, source=source)
+                    header = read_header(whole, source=source)
         except ArchiveError as exc:
             return self._refuse(source, str(exc), STATUS_CANNOT_UNDERSTAND), str(exc)
         if header.sop_instance_uid != incoming.sop_instance_uid:
@@ -348,13 +356,14 @@ def _walk(
     implicit: bool,
     found: dict[int, tuple[bytes, bytes | None]] | None,
     depth: int,
-    pixels_end: int | None = None,
+    open_end: bool = False,
 ) -> int:
     """Walk the elements of one data set from `pos`; return the offset after it.
 
     At the top level (`found` given) the data set must end exactly at `end` and the wanted
-    values are collected; inside an item it ends at the item delimiter. `pixels_end`: see
-    _dataset_header.
+    values are collected; inside an item it ends at the item delimiter. With `open_end`
+    (`data` is only the beginning of the data set), Pixel Data of defined length running past
+    `end` ends the walk: the offset returned is where it says the data set ends.
     """
     if depth > _MAX_DEPTH:
         raise _NotFast
@@ -385,10 +394,8 @@ def _walk(
             if tag in _PIXEL_TAGS:
                 found[tag] = (b"", vr)
                 found[_PIXELS_SEEN] = (b"", None)
-                if pixels_end is not None and length != _UNDEFINED and pos + length > end:
-                    if pos + length == pixels_end:
-                        return pixels_end  # the rest of the pixels is in later fragments
-                    raise _NotFast
+                if open_end and length != _UNDEFINED and pos + length > end:
+                    return int(pos + length)  # the rest of the pixels is still to come
             elif _PIXELS_SEEN not in found and (tag in _WANTED or tag == _SPECIFIC_CHARACTER_SET):
                 # Like read_header (stop_before_pixels): nothing after the pixels is indexed.
                 if length == _UNDEFINED or pos + length > end:
@@ -465,18 +472,25 @@ def _fast_header(data: bytes) -> InstanceHeader | None:
     return _dataset_header(ts, data, end_of_meta)
 
 
-def _fast_header_stream(
-    prefix: bytes, fragments: list[bytes | memoryview], total: int
-) -> InstanceHeader | None:
-    """`_fast_header` of prefix + fragments, from the first fragment alone when it holds every
-    element up to the pixel data and the pixel data ends exactly where the data set does
-    (the common case: no join of the fragments). None: use the general path."""
+# How much of a data set's first fragment the early header check copies and walks.
+_EARLY_BYTES = 64 * 1024
+
+
+def header_from_start(
+    prefix: bytes, first: bytes | memoryview
+) -> tuple[InstanceHeader, int] | None:
+    """(header, total length the data set announces) from our file meta and the first
+    fragment of a data set still arriving: every element up to Pixel Data must be in it, and
+    Pixel Data (defined length) tells where the data set ends. The receiver compares that
+    with what arrived once the last fragment is in, so the walk happens while the rest is on
+    its way. None: use the general path on the whole data set."""
     meta = _read_meta(prefix)
-    if meta is None or meta[1] != len(prefix) or not fragments:
+    if meta is None or meta[1] != len(prefix):
         return None
-    first = fragments[0]
-    data = first if isinstance(first, bytes) else first.tobytes()
-    return _dataset_header(meta[0], data, 0, pixels_end=total)
+    found = _header_walk(meta[0], bytes(first[:_EARLY_BYTES]), 0, open_end=True)
+    if found is None and len(first) > _EARLY_BYTES:
+        found = _header_walk(meta[0], bytes(first), 0, open_end=True)
+    return found
 
 
 def _read_meta(data: bytes) -> tuple[str, int] | None:
@@ -512,22 +526,22 @@ def _read_meta(data: bytes) -> tuple[str, int] | None:
         return None
 
 
-def _dataset_header(
-    ts: str, data: bytes, pos: int, *, pixels_end: int | None = None
-) -> InstanceHeader | None:
-    """Walk the data set in data[pos:] (encoded in `ts`) and build its header, or None.
+def _dataset_header(ts: str, data: bytes, pos: int) -> InstanceHeader | None:
+    """Walk the whole data set in data[pos:] (encoded in `ts`) and build its header, or None."""
+    found = _header_walk(ts, data, pos, open_end=False)
+    return found[0] if found is not None else None
 
-    With `pixels_end` (the data set's total length when `data` is only its beginning), a
-    Pixel Data element of defined length that ends exactly there completes the data set.
-    """
+
+def _header_walk(
+    ts: str, data: bytes, pos: int, *, open_end: bool
+) -> tuple[InstanceHeader, int] | None:
+    """(header, offset where the data set ends) of the data set in data[pos:], or None."""
     try:
         implicit = _dataset_encoding(ts)
         if implicit is None:
             return None
         found: dict[int, tuple[bytes, bytes | None]] = {}
-        end = _walk(data, pos, len(data), implicit, found, 0, pixels_end=pixels_end)
-        if pixels_end is not None and end != pixels_end:
-            return None
+        end = _walk(data, pos, len(data), implicit, found, 0, open_end=open_end)
         found.pop(_PIXELS_SEEN, None)
         charset = found.pop(_SPECIFIC_CHARACTER_SET, None)
         if charset is not None and _text(charset[0], b"CS") not in _ASCII_COMPATIBLE:
@@ -548,6 +562,6 @@ def _dataset_header(
                 values[name] = _text(raw, expected_vr)
         if not all(values.get(k) for k in _REQUIRED):
             return None
-        return InstanceHeader(transfer_syntax_uid=ts, **values)
+        return InstanceHeader(transfer_syntax_uid=ts, **values), end
     except (_NotFast, struct.error, ValueError, UnicodeDecodeError):
         return None

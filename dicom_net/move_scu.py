@@ -70,6 +70,7 @@ PENDING = (0xFF00, 0xFF01)
 # What we accept from the PACS on this association (responses are small).
 RECEIVE_MAX_PDU = 1 << 20
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+PROGRESS_EVERY_S = 0.05
 
 
 @dataclass
@@ -216,6 +217,7 @@ def _responses(
     size = 0
     expect_dataset = False
     cancel_sent_at: float | None = None
+    last_report = 0.0
     while True:
         if cancel is not None and cancel.is_set():
             if cancel_sent_at is None:
@@ -289,10 +291,16 @@ def _responses(
                 if value is not None:
                     setattr(counts, name, value)
             expect_dataset = _u16(cmd, 0x0800) not in (None, NO_DATASET)
+            if status in PENDING:
+                # Progress at most every PROGRESS_EVERY_S: a study is hundreds of pending
+                # responses, and each callback runs on the GIL our storage SCP needs.
+                now = time.monotonic()
+                if on_counts is not None and now - last_report >= PROGRESS_EVERY_S:
+                    last_report = now
+                    on_counts(counts)
+                continue
             if on_counts is not None:
                 on_counts(counts)
-            if status in PENDING:
-                continue
             out.final_status = status
             comment = cmd.get(0x0902, b"")
             out.error_comment = comment.rstrip(b"\x00 ").decode("ascii", errors="replace")

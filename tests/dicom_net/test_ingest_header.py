@@ -1,4 +1,5 @@
-"""The one-pass header check of received data sets agrees with pydicom, whole or in fragments."""
+"""The one-pass header check of received data sets agrees with pydicom, whole or from the
+first fragment of a data set still arriving."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import struct
 import pytest
 
 from dicom_net.header import read_header
-from dicom_net.ingest import _fast_header, _fast_header_stream, _part10_prefix
+from dicom_net.ingest import _fast_header, _part10_prefix, header_from_start
 
 
 def _split(path):
@@ -17,7 +18,7 @@ def _split(path):
 
 
 @pytest.mark.parametrize("fragment", [200, 4096, 16384, 10**9])
-def test_streamed_header_matches_pydicom(small_ct, fragment):
+def test_header_from_the_first_fragment_matches_pydicom(small_ct, fragment):
     for path in small_ct.paths[:3]:
         raw, dataset = _split(path)
         expected = read_header(raw)
@@ -25,22 +26,22 @@ def test_streamed_header_matches_pydicom(small_ct, fragment):
             expected.sop_class_uid, expected.sop_instance_uid, expected.transfer_syntax_uid
         )
         assert prefix is not None
-        parts = [dataset[i : i + fragment] for i in range(0, len(dataset), fragment)]
-        got = _fast_header_stream(prefix, [memoryview(p) for p in parts], len(dataset))
+        got = header_from_start(prefix, memoryview(dataset)[:fragment])
         if fragment == 200:
-            assert got is None  # the header does not fit the first fragment: general path
+            assert got is None  # the elements before the pixels do not fit: general path
         else:
-            assert got == expected
+            assert got == (expected, len(dataset))  # and it says where the data set ends
         assert _fast_header(prefix + dataset) == expected
 
 
-def test_streamed_header_refuses_what_does_not_add_up(small_ct):
+def test_a_truncated_or_padded_data_set_does_not_match_the_announced_end(small_ct):
     raw, dataset = _split(small_ct.paths[0])
     h = read_header(raw)
     prefix = _part10_prefix(h.sop_class_uid, h.sop_instance_uid, h.transfer_syntax_uid)
     assert prefix is not None
-    first = [memoryview(dataset[:16384])]
-    # The pixel data must end exactly at the announced total: shorter or longer is refused.
-    assert _fast_header_stream(prefix, first, len(dataset) - 2) is None
-    assert _fast_header_stream(prefix, first, len(dataset) + 2) is None
-    assert _fast_header_stream(prefix, first, len(dataset)) == h
+    found = header_from_start(prefix, dataset[:16384])
+    assert found is not None and found[1] == len(dataset)
+    # What the receiver checks at the end: anything else than the announced end is refused
+    # by the general path.
+    assert _fast_header(prefix + dataset[:-2]) is None
+    assert _fast_header(prefix + dataset + b"\x00\x00") is None
