@@ -472,6 +472,19 @@ def _fast_header(data: bytes) -> InstanceHeader | None:
     return _dataset_header(ts, data, end_of_meta)
 
 
+def scan_elements(data: bytes, implicit: bool, tags: frozenset[int]) -> dict[int, bytes] | None:
+    """Raw values of `tags` (indexed attributes only, see _WANTED) in one little endian data
+    set, from one walk over its elements; None when the walk cannot vouch for it."""
+    if not tags <= _WANTED.keys():
+        raise ValueError("scan_elements reads indexed attributes only")
+    found: dict[int, tuple[bytes, bytes | None]] = {}
+    try:
+        _walk(data, 0, len(data), implicit, found, 0)
+    except (_NotFast, struct.error, ValueError):
+        return None
+    return {tag: value[0] for tag, value in found.items() if tag in tags}
+
+
 # How much of a data set's first fragment the early header check copies and walks.
 _EARLY_BYTES = 64 * 1024
 

@@ -126,7 +126,7 @@ def echo(local: LocalNode, node: RemoteNode) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def _identifier(query: FindQuery) -> Dataset:
+def find_identifier(query: FindQuery) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = "IMAGE" if query.level == "image" else query.level.upper()
     for key in RETURN_KEYS[query.level]:
@@ -192,7 +192,7 @@ def find(local: LocalNode, node: RemoteNode, query: FindQuery) -> list[dict[str,
             results.extend(find(local, node, sub))
         return results
     model = PATIENT_ROOT_FIND if query.level == "patient" else STUDY_ROOT_FIND
-    identifier = _identifier(query)
+    identifier = find_identifier(query)
     assoc = associate(local, node, [build_context(model)])
     results = []
     try:
@@ -204,23 +204,27 @@ def find(local: LocalNode, node: RemoteNode, query: FindQuery) -> list[dict[str,
                 continue
             if code == 0x0000:
                 break
-            if code == -1:
-                if not results:
-                    raise QueryFailed(
-                        f"node {node.describe()} aborted the C-FIND from {local.ae_title!r}: "
-                        f"on the PACS, register AE title {local.ae_title!r} as a DICOM node "
-                        "allowed to query (Orthanc: DicomModalities)"
-                    )
-                raise QueryFailed(
-                    f"node {node.describe()}: connection lost during C-FIND "
-                    f"after {len(results)} results"
-                )
-            raise QueryFailed(
-                f"node {node.describe()} refused the {query.level}-level C-FIND "
-                f"(status 0x{code:04X}); check the PACS allows queries from "
-                f"{local.ae_title!r}"
-            )
+            raise QueryFailed(find_failure(local, node, query.level, code, len(results)))
     finally:
         if assoc.is_established:
             assoc.release()
     return results
+
+
+def find_failure(
+    local: LocalNode, node: RemoteNode, level: str, status: int | None, results: int
+) -> str:
+    """What to tell the user when a C-FIND ends badly (status None or -1: connection lost)."""
+    if status is None or status == -1:
+        if not results:
+            return (
+                f"node {node.describe()} aborted the C-FIND from {local.ae_title!r}: "
+                f"on the PACS, register AE title {local.ae_title!r} as a DICOM node "
+                "allowed to query (Orthanc: DicomModalities)"
+            )
+        return f"node {node.describe()}: connection lost during C-FIND after {results} results"
+    return (
+        f"node {node.describe()} refused the {level}-level C-FIND "
+        f"(status 0x{status:04X}); check the PACS allows queries from "
+        f"{local.ae_title!r}"
+    )

@@ -29,10 +29,15 @@ from pynetdicom import build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 
-from dicom_net import move_scu
+from dicom_net import scu
 from dicom_net.ae import associate, local_address
 from dicom_net.archive import LocalArchive, utc_now
-from dicom_net.contexts import MAX_PROPOSED_CONTEXTS, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from dicom_net.contexts import (
+    MAX_PROPOSED_CONTEXTS,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+)
 from dicom_net.errors import (
     DicomNetError,
     MoveDestinationUnknown,
@@ -42,14 +47,15 @@ from dicom_net.errors import (
 )
 from dicom_net.ingest import StoreIngest
 from dicom_net.nodes import LocalNode, RemoteNode, RetrieveMethod
-from dicom_net.query import FindQuery, find
+from dicom_net.query import FindQuery, find, find_failure, find_identifier
 
 log = logging.getLogger(__name__)
 
 # After a C-CANCEL, how long to wait for the peer's final response before aborting
 # (Orthanc 1.10 ignores C-CANCEL during a move: FIELD-NOTES).
 CANCEL_GRACE_S = 2.0
-# True: C-MOVE through pynetdicom even without TLS (tests and bench compare both paths).
+# True: C-MOVE and its instance listing through pynetdicom even without TLS (tests and bench
+# compare both paths).
 PYNETDICOM_MOVE = False
 # How many SOP Instance UIDs go into one instance-level C-MOVE/C-GET.
 UID_BATCH = 200
@@ -155,7 +161,9 @@ def _drive(
             out.connection_lost = True
             break
         p = out.progress
-        p.remaining = _int(status, "NumberOfRemainingSuboperations", p.remaining)
+        final = code not in (0xFF00, 0xFF01)
+        # A final response without the count: nothing remains.
+        p.remaining = _int(status, "NumberOfRemainingSuboperations", 0 if final else p.remaining)
         p.completed = _int(status, "NumberOfCompletedSuboperations", p.completed) or 0
         p.failed = _int(status, "NumberOfFailedSuboperations", p.failed) or 0
         p.warning = _int(status, "NumberOfWarningSuboperations", p.warning) or 0
@@ -199,7 +207,7 @@ def _move(
     cancel: threading.Event | None,
     on_progress: ProgressCallback | None,
 ) -> tuple[_Outcome, str]:
-    """One C-MOVE on its own association: move_scu's plain-socket requestor, or pynetdicom's
+    """One C-MOVE on its own association: scu.py's plain-socket requestor, or pynetdicom's
     for TLS nodes (and when PYNETDICOM_MOVE is set, for comparison)."""
     if node.tls is None and not PYNETDICOM_MOVE:
         return _move_plain(local, node, identifier, cancel, on_progress)
@@ -222,11 +230,11 @@ def _move_plain(
     cancel: threading.Event | None,
     on_progress: ProgressCallback | None,
 ) -> tuple[_Outcome, str]:
-    def counts(c: move_scu.MoveCounts) -> None:
+    def counts(c: scu.MoveCounts) -> None:
         if on_progress is not None:
             on_progress(RetrieveProgress(c.completed, c.remaining, c.failed, c.warning))
 
-    res = move_scu.move(
+    res = scu.move(
         local,
         node,
         identifier,
@@ -386,13 +394,18 @@ def _remote_instances(
     local: LocalNode, node: RemoteNode, study_uid: str, series_uid: str | None
 ) -> dict[str, tuple[str, str]]:
     """SOP Instance UID -> (series UID, SOP class) for everything the PACS has."""
-    rows = find(
-        local,
-        node,
-        FindQuery(
-            level="image", study_instance_uid=study_uid, series_instance_uid=series_uid or ""
-        ),
+    query = FindQuery(
+        level="image", study_instance_uid=study_uid, series_instance_uid=series_uid or ""
     )
+    if node.tls is not None or PYNETDICOM_MOVE:
+        rows = find(local, node, query)
+    else:
+        found = scu.find_instances(local, node, find_identifier(query), STUDY_ROOT_FIND)
+        if found.final_status != 0x0000:
+            raise QueryFailed(
+                find_failure(local, node, query.level, found.final_status, len(found.rows))
+            )
+        rows = list(found.rows)
     return {
         r["SOPInstanceUID"]: (r.get("SeriesInstanceUID", ""), r.get("SOPClassUID", ""))
         for r in rows

@@ -1,6 +1,6 @@
 """DICOM upper layer and DIMSE command sets encoded and decoded with struct (PS3.8, PS3.7).
 
-Shared by the fast storage path (fast_store.py) and the C-MOVE requestor (move_scu.py), the two
+Shared by the fast storage path (fast_store.py) and the C-MOVE/C-FIND requestor (scu.py), the two
 places where pynetdicom's per-PDU machinery costs more than the work itself. Association
 negotiation PDUs (A-ASSOCIATE-RQ/AC) are still encoded and decoded by pynetdicom's classes.
 """

@@ -45,3 +45,32 @@ def test_a_truncated_or_padded_data_set_does_not_match_the_announced_end(small_c
     # by the general path.
     assert _fast_header(prefix + dataset[:-2]) is None
     assert _fast_header(prefix + dataset + b"\x00\x00") is None
+
+
+def test_c_find_matches_are_read_by_a_walk():
+    from pydicom.dataset import Dataset
+    from pynetdicom.dsutils import encode
+
+    from dicom_net.scu import ProtocolError, _match
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.SOPInstanceUID = "1.2.3.4"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SeriesInstanceUID = "1.2.3"
+    ds.RetrieveAETitle = "ORTHANC"
+    for implicit in (True, False):
+        raw = encode(ds, implicit, True)
+        assert _match(raw, implicit) == {
+            "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
+            "SOPInstanceUID": "1.2.3.4",
+            "SeriesInstanceUID": "1.2.3",
+        }
+    # Values come as sent (a multi-valued UID matches nothing local); garbage gives no UID
+    # (the retrieve skips such a match) or a protocol error (a message, not a traceback).
+    ds.SeriesInstanceUID = ["1.2.3", "1.2.4"]
+    assert _match(encode(ds, True, True), True)["SeriesInstanceUID"] == "1.2.3\\1.2.4"
+    try:
+        assert not _match(b"\x08\x00\x18\x00\xff\xff\xff\x7f", True)["SOPInstanceUID"]
+    except ProtocolError:
+        pass

@@ -118,6 +118,39 @@ def test_move_big_ct_is_byte_identical(pacs, loupe, big_ct, streams):
     assert study["modalities"] == ["CT"] and study["patient_id"] == "LOUPE-T1"
 
 
+@pytest.mark.parametrize("requestor", ["plain", "pynetdicom"])
+def test_both_requestors_list_and_move_a_study(pacs, loupe, small_ct, monkeypatch, requestor):
+    """scu.py's plain-socket C-FIND/C-MOVE, and pynetdicom's (what TLS nodes use)."""
+    import dicom_net.retrieve as retrieve_mod
+    from dicom_net import scu
+
+    monkeypatch.setattr(retrieve_mod, "PYNETDICOM_MOVE", requestor == "pynetdicom")
+    calls: list[str] = []
+    for name in ("find_instances", "move"):
+        real = getattr(scu, name)
+        monkeypatch.setattr(
+            scu, name, lambda *a, _r=real, _n=name, **k: (calls.append(_n), _r(*a, **k))[1]
+        )
+    loupe.write_config(pacs.node_toml(move_streams=1))
+    settings = load_settings(loupe.config)
+    archive = LocalArchive(settings.storage)
+    seen: list[RetrieveProgress] = []
+    with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
+        result = retrieve(
+            settings.local,
+            settings.node("pacs"),
+            archive,
+            study_instance_uid=small_ct.study_instance_uid,
+            method=RetrieveMethod.MOVE,
+            on_progress=seen.append,
+            ingest=server.ingest,
+        )
+    n = len(small_ct.paths)
+    assert (result.expected, result.present, result.completed) == (n, n, n)
+    assert seen and seen[-1].completed == n and seen[-1].remaining == 0
+    assert sorted(set(calls)) == ([] if requestor == "pynetdicom" else ["find_instances", "move"])
+
+
 def test_get_negotiates_the_study_classes(pacs, loupe, small_ct):
     loupe.write_config(pacs.node_toml(retrieve="get"))
     r = loupe.run("retrieve", "pacs", "--study-uid", small_ct.study_instance_uid, "--json")
