@@ -44,7 +44,9 @@ class IngestCounters:
 class IncomingInstance:
     """A data set arriving in fragments. Each fragment is written to a file in incoming/ as
     it comes (so the file is nearly complete when the last one lands: the sender waits for
-    our response) and kept as a view for the checks at the end (StoreIngest.finish)."""
+    our response); the header is read from the first fragment. Fragments are not kept: the
+    caller may reuse their memory once add() returns, and the rare data set whose header
+    cannot be read from its first fragment is checked from the file (StoreIngest.finish)."""
 
     def __init__(
         self,
@@ -60,7 +62,7 @@ class IncomingInstance:
         self.sop_instance_uid = sop_instance_uid
         self.source = f"C-STORE from {calling_ae} (message {message_id})"
         self.prefix = _part10_prefix(sop_class_uid, sop_instance_uid, transfer_syntax)
-        self.fragments: list[bytes | memoryview] = []
+        self.fragments = 0
         self.size = 0
         self.part: ArchivePart | None = None
         self.error: ArchiveError | None = None
@@ -75,7 +77,7 @@ class IncomingInstance:
     def add(self, fragment: bytes | memoryview) -> None:
         if not self.fragments and self.prefix is not None:
             self.early = header_from_start(self.prefix, fragment)
-        self.fragments.append(fragment)
+        self.fragments += 1
         self.size += len(fragment)
         if self.part is not None and self.error is None:
             try:
@@ -88,7 +90,12 @@ class IncomingInstance:
         if self.part is not None:
             self.part.discard()
             self.part = None
-        self.fragments = []
+
+    def read_back(self) -> bytes:
+        """Everything written so far (our file meta and the data set), from the file."""
+        assert self.part is not None
+        with open(self.part.path, "rb") as fh:
+            return fh.read()
 
 
 class StoreIngest:
@@ -184,13 +191,21 @@ class StoreIngest:
         if prefix is None:
             reason = "the request's UIDs are not plain ASCII"
             return self._refuse(source, reason, STATUS_CANNOT_UNDERSTAND), reason
+        if incoming.error is not None or incoming.part is None:
+            exc = incoming.error or ArchiveError(f"{source}: nothing was written")
+            log.error("%s", exc)
+            reason = "cannot write to the local archive (disk full or not writable?)"
+            return self._refuse(source, str(exc), STATUS_OUT_OF_RESOURCES), reason
         try:
             early = incoming.early
             header: InstanceHeader | None = None
             if early is not None and early[1] == incoming.size:
                 header = early[0]
-            else:  # the general path, on the whole object
-                whole = prefix + b"".join(incoming.fragments)
+            else:  # the general path, on the whole object as written
+                try:
+                    whole = incoming.read_back()
+                except OSError as exc:
+                    raise ArchiveError(f"{source}: cannot read back {exc.filename}") from exc
                 header = _fast_header(whole)
                 if header is None:
                     check_complete(whole, source=source)
@@ -205,8 +220,6 @@ class StoreIngest:
             return self._refuse(source, reason, STATUS_DATASET_MISMATCH), reason
         node = self.node_for_ae(incoming.calling_ae) if self.node_for_ae else None
         try:
-            if incoming.error is not None:
-                raise incoming.error
             assert incoming.part is not None
             stored = self.archive.commit_part(
                 incoming.part,

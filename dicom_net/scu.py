@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,7 +159,7 @@ def _connect(local: LocalNode, node: RemoteNode, model: str) -> tuple[socket.soc
                 peer_max = int(item.maximum_length_received or 0)
         ts = str(accepted[0].transfer_syntax[0])
         cx_id = int(accepted[0].context_id or 1)
-        sock.settimeout(DIMSE_TIMEOUT_S)
+        _kernel_timeout(sock, DIMSE_TIMEOUT_S)
         return sock, cx_id, min(peer_max, SEND_MAX_PDU) if peer_max else SEND_MAX_PDU, ts
     except BaseException:
         sock.close()
@@ -195,7 +196,7 @@ def move(
             _release(sock)
     except (PeerGone, OSError, ProtocolError) as exc:
         out.connection_lost = out.final_status is None
-        if isinstance(exc, ProtocolError | TimeoutError):
+        if isinstance(exc, ProtocolError | TimeoutError | BlockingIOError):
             with contextlib.suppress(OSError):
                 sock.sendall(a_abort())
     finally:
@@ -253,7 +254,7 @@ def find_instances(
             _release(sock)
     except (PeerGone, OSError, ProtocolError) as exc:
         out.connection_lost = out.final_status is None
-        if isinstance(exc, ProtocolError | TimeoutError):
+        if isinstance(exc, ProtocolError | TimeoutError | BlockingIOError):
             with contextlib.suppress(OSError):
                 sock.sendall(a_abort())
     finally:
@@ -291,7 +292,7 @@ def _send_request(
 
 def _messages(sock: socket.socket, cx_id: int) -> Iterator[tuple[dict[int, bytes], bytes | None]]:
     """DIMSE messages as they arrive: (command set, data set or None). Raises PeerGone when
-    the peer aborts or closes, TimeoutError after the socket's timeout."""
+    the peer aborts or closes, BlockingIOError when the socket's timeout expires."""
     command: list[bytes] = []
     dataset: list[bytes] = []
     size = 0
@@ -365,7 +366,7 @@ def _move_responses(
                 )
                 for pdu in pdata_fragments(cx_id, True, cancel_cmd, peer_max):
                     sock.sendall(pdu)
-                sock.settimeout(cancel_grace_s)
+                _kernel_timeout(sock, cancel_grace_s)
             elif time.monotonic() - cancel_sent_at > cancel_grace_s:
                 # The peer ignores C-CANCEL (Orthanc does, FIELD-NOTES): stop it the hard way.
                 with contextlib.suppress(OSError):
@@ -373,7 +374,7 @@ def _move_responses(
                 return
         try:
             cmd, _data = next(messages)  # a data set here is a Failed SOP Instance UID List
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO expired
             if cancel_sent_at is None:
                 raise
             with contextlib.suppress(OSError):  # no answer to C-CANCEL in the grace period
@@ -417,6 +418,16 @@ def _move_responses(
         return
 
 
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """Blocking socket with kernel timeouts (an expired one raises BlockingIOError): Python's
+    timeout mode adds a poll() before every recv and send, and every syscall of these threads
+    is a chance to lose the GIL to them and take it from the storage SCP."""
+    sock.settimeout(None)
+    timeval = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
 def _u16(cmd: dict[int, bytes], elem: int) -> int | None:
     raw = cmd.get(elem)
     if raw is None or len(raw) != 2:
@@ -425,7 +436,7 @@ def _u16(cmd: dict[int, bytes], elem: int) -> int | None:
 
 
 def _release(sock: socket.socket) -> None:
-    sock.settimeout(ACSE_TIMEOUT_S)
+    _kernel_timeout(sock, ACSE_TIMEOUT_S)
     with contextlib.suppress(OSError, PeerGone, ProtocolError):
         sock.sendall(A_RELEASE_RQ)
         while True:  # skip anything still in flight until A-RELEASE-RP (or the peer closes)
