@@ -11,6 +11,7 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dicom_net.archive import InstanceRecord, LocalArchive
 from dicom_net.contexts import contexts_for_sending
@@ -193,18 +194,26 @@ def matches(key: str, pattern: str, value: str) -> bool:
     return False
 
 
+def _as_text(value: Any) -> str:
+    """An element's value as DICOM text: multiple values joined with backslashes (a list of
+    UIDs in a C-MOVE identifier arrives as a MultiValue)."""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def find_entities(archive: LocalArchive, identifier: Dataset) -> list[dict[str, str]]:
     level = str(identifier.get("QueryRetrieveLevel", "")).upper()
     entities = _entities(archive, level)
     # Empty values decode as None for numeric VRs: those are return keys, not constraints.
     constraints = {
-        elem.keyword: str(elem.value)
+        elem.keyword: _as_text(elem.value)
         for elem in identifier
         if elem.keyword
         and elem.keyword != "QueryRetrieveLevel"
         and elem.VR != "SQ"
         and elem.value is not None
-        and str(elem.value) != ""
+        and _as_text(elem.value) != ""
     }
     return [
         e
@@ -251,9 +260,9 @@ class QueryRetrieveProvider:
         probe = Dataset()
         probe.QueryRetrieveLevel = "IMAGE"
         for key in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-            value = str(identifier.get(key, "") or "")
+            value = identifier.get(key, "") or ""
             if value:
-                setattr(probe, key, value)
+                setattr(probe, key, value)  # a list of UIDs stays a list
         wanted = {e["SOPInstanceUID"] for e in find_entities(self.archive, probe)}
         return [i for i in self.archive.instances() if i.sop_instance_uid in wanted]
 

@@ -13,7 +13,7 @@ PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 NODULE: dict[str, Any] = {
     "schema": 1,
     "id": "lung-nodule-ref",
-    "version": "1.1.0",
+    "version": "1.2.0",
     "name": "Loupe reference lung nodule detector (synthetic)",
     "manufacturer": "Loupe",
     "task": "detection-3d-heatmap",
@@ -52,7 +52,7 @@ NODULE: dict[str, Any] = {
         "nms_radius_mm": 10.0,
         "max_findings": 30,
         "min_diameter_mm": 0.0,
-        # 1.1.0 is trained on patches at the first/last slices: no edge margin needed.
+        # Since 1.1.0 trained on patches at the first/last slices: no edge margin needed.
         "edge_margin_mm": 0.0,
         "peak": "3x3x3 local maximum, probability-weighted centroid",
         "texture_labels": ["solid", "part-solid", "ground-glass"],

@@ -238,3 +238,33 @@ def test_loupe_retrieves_from_another_loupe(qr_scp, loupe, small_ct):
     r = loupe.run("retrieve", "peer", "--study-uid", small_ct.study_instance_uid)
     assert r.returncode == 0, r.stderr
     assert LocalArchive(loupe.storage).instance_count() == len(small_ct.paths)
+
+
+def test_parallel_instance_level_moves_from_another_loupe(qr_scp, small_ct, tmp_path, monkeypatch):
+    """Lists of SOP Instance UIDs in IMAGE-level C-MOVEs (what parallel streams send) are
+    understood by Loupe's own Q/R SCP: no fallback to a single study-level move."""
+    import dicom_net.retrieve as retrieve_mod
+    from dicom_net.nodes import RemoteNode, RetrieveMethod
+
+    monkeypatch.setattr(retrieve_mod, "PARALLEL_MIN_PER_STREAM", 4)
+    receiver_port = free_port()
+    qr_scp.stop()
+    qr_scp.local = LocalNode("LOUPEQR", qr_scp.local.port, "127.0.0.1", ("DCMTK", "LOUPE"))
+    qr_scp.qr.destinations = {"LOUPE": ("127.0.0.1", receiver_port)}
+    qr_scp.start()
+    me = LocalNode("LOUPE", receiver_port, "127.0.0.1", ("LOUPEQR",))
+    peer = RemoteNode("peer", "LOUPEQR", "127.0.0.1", qr_scp.port, move_streams=3)
+    archive = LocalArchive(tmp_path / "mine")
+    with StorageServer(archive, me) as server:
+        result = retrieve_mod.retrieve(
+            me,
+            peer,
+            archive,
+            study_instance_uid=small_ct.study_instance_uid,
+            method=RetrieveMethod.MOVE,
+            allow_fallback=False,
+            ingest=server.ingest,
+        )
+    n = len(small_ct.paths)
+    assert (result.present, result.missing, result.completed) == (n, 0, n)
+    assert result.notes == ["3 parallel C-MOVEs"]

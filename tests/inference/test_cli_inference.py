@@ -82,7 +82,7 @@ def test_analyze_study_from_archive_and_plain_output(loupe, ct_dir, tmp_path) ->
     for row in frame_rows:
         assert row["sop_instance_uid"] in es.sop_instance_uids and row["frame"] == 1
     r = loupe.run("analyze", str(folder))
-    assert r.returncode == 0 and "lung-nodule-ref 1.1.0 on CPU" in r.stdout
+    assert r.returncode == 0 and "lung-nodule-ref 1.2.0 on CPU" in r.stdout
 
 
 def test_analyze_refuses_clearly(loupe, tmp_path) -> None:  # type: ignore[no-untyped-def]
