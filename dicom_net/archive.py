@@ -389,6 +389,7 @@ class LocalArchive:
         with the same values; rewriting their rows each time was a third of the index cost).
         """
         now = utc_now()
+        # In the column order of the studies and series rows after their UID.
         study_key = (
             h.patient_id,
             h.patient_name,
@@ -441,21 +442,7 @@ class LocalArchive:
                        study_id=excluded.study_id,
                        source_node=COALESCE(excluded.source_node, studies.source_node),
                        updated_at=excluded.updated_at""",
-                    (
-                        h.study_instance_uid,
-                        h.patient_id,
-                        h.patient_name,
-                        h.patient_birth_date,
-                        h.patient_sex,
-                        h.study_date,
-                        h.study_time,
-                        h.study_description,
-                        h.accession_number,
-                        h.referring_physician_name,
-                        h.study_id,
-                        source_node,
-                        now,
-                    ),
+                    (h.study_instance_uid, *study_key, now),
                 )
             if write_series:
                 db.execute(
@@ -469,15 +456,7 @@ class LocalArchive:
                        series_description=excluded.series_description,
                        body_part_examined=excluded.body_part_examined,
                        frame_of_reference_uid=excluded.frame_of_reference_uid""",
-                    (
-                        h.series_instance_uid,
-                        h.study_instance_uid,
-                        h.modality,
-                        h.series_number,
-                        h.series_description,
-                        h.body_part_examined,
-                        h.frame_of_reference_uid,
-                    ),
+                    (h.series_instance_uid, *series_key),
                 )
             db.execute(
                 """INSERT OR REPLACE INTO instances(sop_instance_uid, series_instance_uid,

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom import sop_class as _sop_class_module
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
@@ -68,6 +67,7 @@ from dicom_net.wire import (
     pdata,
     uid_text,
     us_value,
+    user_information,
 )
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,7 @@ def associate_ac(prim: A_ASSOCIATE, result: list[PresentationContext]) -> bytes:
     ac.result = 0x00
     ac.result_source = 0x01
     ac.presentation_context_definition_results_list = result
-    max_len = MaximumLengthNotification()
-    max_len.maximum_length_received = FAST_MAX_PDU
-    impl = ImplementationClassUIDNotification()
-    impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-    ver = ImplementationVersionNameNotification()
-    ver.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-    ac.user_information = [max_len, impl, ver]
+    ac.user_information = user_information(FAST_MAX_PDU)
     pdu = A_ASSOCIATE_AC()
     pdu.from_primitive(ac)
     return bytes(pdu.encode())

@@ -61,6 +61,7 @@ class IncomingInstance:
         self.calling_ae = calling_ae
         self.sop_instance_uid = sop_instance_uid
         self.source = f"C-STORE from {calling_ae} (message {message_id})"
+        self.transfer_syntax = transfer_syntax
         self.prefix = _part10_prefix(sop_class_uid, sop_instance_uid, transfer_syntax)
         self.fragments = 0
         self.size = 0
@@ -76,7 +77,7 @@ class IncomingInstance:
 
     def add(self, fragment: bytes | memoryview) -> None:
         if not self.fragments and self.prefix is not None:
-            self.early = header_from_start(self.prefix, fragment)
+            self.early = header_from_start(self.transfer_syntax, fragment)
         self.fragments += 1
         self.size += len(fragment)
         if self.part is not None and self.error is None:
@@ -503,19 +504,16 @@ _EARLY_BYTES = 64 * 1024
 
 
 def header_from_start(
-    prefix: bytes, first: bytes | memoryview
+    transfer_syntax: str, first: bytes | memoryview
 ) -> tuple[InstanceHeader, int] | None:
-    """(header, total length the data set announces) from our file meta and the first
-    fragment of a data set still arriving: every element up to Pixel Data must be in it, and
+    """(header, total length the data set announces) from the first fragment of a data set
+    still arriving (encoded in `transfer_syntax`): every element up to Pixel Data must be in it, and
     Pixel Data (defined length) tells where the data set ends. The receiver compares that
     with what arrived once the last fragment is in, so the walk happens while the rest is on
     its way. None: use the general path on the whole data set."""
-    meta = _read_meta(prefix)
-    if meta is None or meta[1] != len(prefix):
-        return None
-    found = _header_walk(meta[0], bytes(first[:_EARLY_BYTES]), 0, open_end=True)
+    found = _header_walk(transfer_syntax, bytes(first[:_EARLY_BYTES]), 0, open_end=True)
     if found is None and len(first) > _EARLY_BYTES:
-        found = _header_walk(meta[0], bytes(first), 0, open_end=True)
+        found = _header_walk(transfer_syntax, bytes(first), 0, open_end=True)
     return found
 
 

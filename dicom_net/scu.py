@@ -28,13 +28,10 @@ from io import BytesIO
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
     MaximumLengthNotification,
 )
 from pynetdicom.presentation import build_context
@@ -69,6 +66,7 @@ from dicom_net.wire import (
     parse_command,
     pdata_fragments,
     recv_exact,
+    user_information,
 )
 
 C_MOVE_RQ, C_MOVE_RSP, C_CANCEL_RQ = 0x0021, 0x8021, 0x0FFF
@@ -116,13 +114,7 @@ def _connect(local: LocalNode, node: RemoteNode, model: str) -> tuple[socket.soc
         rq.calling_ae_title = local.ae_title
         rq.called_ae_title = node.ae_title
         rq.presentation_context_definition_list = contexts
-        max_len = MaximumLengthNotification()
-        max_len.maximum_length_received = RECEIVE_MAX_PDU
-        impl = ImplementationClassUIDNotification()
-        impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        ver = ImplementationVersionNameNotification()
-        ver.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-        rq.user_information = [max_len, impl, ver]
+        rq.user_information = user_information(RECEIVE_MAX_PDU)
         pdu = A_ASSOCIATE_RQ()
         pdu.from_primitive(rq)
         sock.sendall(pdu.encode())
@@ -177,30 +169,23 @@ def move(
     cancel_grace_s: float,
 ) -> MoveOutcome:
     """One C-MOVE (message ID 1) to `local.ae_title` on its own association."""
-    sock, cx_id, peer_max, ts = _connect(local, node, model)
-    out = MoveOutcome(host_seen=str(sock.getsockname()[0]))
-    try:
-        command = command_set(
-            (
-                el_ui(0x0002, model.encode("ascii")),
-                el_us(0x0100, C_MOVE_RQ),
-                el_us(0x0110, 1),
-                el_ae(0x0600, local.ae_title),
-                el_us(0x0700, 0),
-                el_us(0x0800, 0x0000),
-            )
+    out = MoveOutcome()
+    command = command_set(
+        (
+            el_ui(0x0002, model.encode("ascii")),
+            el_us(0x0100, C_MOVE_RQ),
+            el_us(0x0110, 1),
+            el_ae(0x0600, local.ae_title),
+            el_us(0x0700, 0),
+            el_us(0x0800, 0x0000),
         )
+    )
+
+    def talk(sock: socket.socket, cx_id: int, peer_max: int, ts: str) -> None:
         _send_request(sock, cx_id, peer_max, command, identifier, ts)
         _move_responses(sock, cx_id, out, cancel, on_counts, cancel_grace_s, peer_max)
-        if out.final_status is not None:
-            _release(sock)
-    except (PeerGone, OSError, ProtocolError) as exc:
-        out.connection_lost = out.final_status is None
-        if isinstance(exc, ProtocolError | TimeoutError | BlockingIOError):
-            with contextlib.suppress(OSError):
-                sock.sendall(a_abort())
-    finally:
-        sock.close()
+
+    out.host_seen = _exchange(local, node, model, out, talk)
     return out
 
 
@@ -217,6 +202,7 @@ INSTANCE_KEYS = {
     0x00080018: "SOPInstanceUID",
     0x0020000E: "SeriesInstanceUID",
 }
+_INSTANCE_TAGS = frozenset(INSTANCE_KEYS)
 
 
 def find_instances(
@@ -224,18 +210,18 @@ def find_instances(
 ) -> FindOutcome:
     """One C-FIND (message ID 1); each match as {SOPClassUID, SOPInstanceUID,
     SeriesInstanceUID} (values as text, "" when absent)."""
-    sock, cx_id, peer_max, ts = _connect(local, node, model)
     out = FindOutcome()
-    try:
-        command = command_set(
-            (
-                el_ui(0x0002, model.encode("ascii")),
-                el_us(0x0100, C_FIND_RQ),
-                el_us(0x0110, 1),
-                el_us(0x0700, 0),
-                el_us(0x0800, 0x0000),
-            )
+    command = command_set(
+        (
+            el_ui(0x0002, model.encode("ascii")),
+            el_us(0x0100, C_FIND_RQ),
+            el_us(0x0110, 1),
+            el_us(0x0700, 0),
+            el_us(0x0800, 0x0000),
         )
+    )
+
+    def talk(sock: socket.socket, cx_id: int, peer_max: int, ts: str) -> None:
         _send_request(sock, cx_id, peer_max, command, identifier, ts)
         implicit = ts == ImplicitVRLittleEndian
         for cmd, data in _messages(sock, cx_id):
@@ -249,7 +235,25 @@ def find_instances(
                     out.rows.append(_match(data, implicit))
                 continue
             out.final_status = status
-            break
+            return
+
+    _exchange(local, node, model, out, talk)
+    return out
+
+
+def _exchange(
+    local: LocalNode,
+    node: RemoteNode,
+    model: str,
+    out: MoveOutcome | FindOutcome,
+    talk: Callable[[socket.socket, int, int, str], None],
+) -> str:
+    """Associate, run `talk` (request and responses, filling `out`), release after a final
+    status, abort on a protocol error or timeout; returns the address the peer saw us at."""
+    sock, cx_id, peer_max, ts = _connect(local, node, model)
+    host_seen = str(sock.getsockname()[0])
+    try:
+        talk(sock, cx_id, peer_max, ts)
         if out.final_status is not None:
             _release(sock)
     except (PeerGone, OSError, ProtocolError) as exc:
@@ -259,13 +263,13 @@ def find_instances(
                 sock.sendall(a_abort())
     finally:
         sock.close()
-    return out
+    return host_seen
 
 
 def _match(data: bytes, implicit: bool) -> dict[str, str]:
     """The INSTANCE_KEYS of one C-FIND identifier: a walk over its elements, or pydicom when
     the walk cannot vouch for it."""
-    found = scan_elements(data, implicit, frozenset(INSTANCE_KEYS))
+    found = scan_elements(data, implicit, _INSTANCE_TAGS)
     if found is not None:
         return {
             name: found.get(tag, b"").rstrip(b"\x00 ").decode("ascii", "replace").strip()

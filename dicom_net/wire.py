@@ -10,6 +10,14 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterable
+from typing import Any
+
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.pdu_primitives import (
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+)
 
 PDU_HEADER = struct.Struct(">BxI")
 PDV_HEADER = struct.Struct(">IBB")
@@ -38,6 +46,18 @@ class ProtocolError(Exception):
 
 class PeerGone(Exception):
     """The peer closed the connection."""
+
+
+def user_information(max_pdu: int) -> list[Any]:
+    """The user information items of our A-ASSOCIATE-RQ/AC: maximum PDU length we receive,
+    implementation class UID and version name."""
+    max_len = MaximumLengthNotification()
+    max_len.maximum_length_received = max_pdu
+    impl = ImplementationClassUIDNotification()
+    impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    ver = ImplementationVersionNameNotification()
+    ver.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+    return [max_len, impl, ver]
 
 
 def a_abort(reason: int = 0, source: int = 2) -> bytes:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from peers import require_tool
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, VLEndoscopicImageStorage
 
 from core.synthetic.chest_ct import (
@@ -175,11 +174,7 @@ def test_uids_deterministic_with_seed(tmp_path: Path) -> None:
 
 def _dciodvfy(path: Path) -> None:
     """Assert dciodvfy (dicom3tools) reports no errors for path."""
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dciodvfy (Debian package dicom3tools) is required in CI")
-        pytest.skip("dciodvfy not installed")
+    exe = require_tool("dciodvfy")
     proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
     output = proc.stdout + proc.stderr
     errors = [line for line in output.splitlines() if line.startswith("Error")]

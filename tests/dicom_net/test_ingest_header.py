@@ -26,7 +26,7 @@ def test_header_from_the_first_fragment_matches_pydicom(small_ct, fragment):
             expected.sop_class_uid, expected.sop_instance_uid, expected.transfer_syntax_uid
         )
         assert prefix is not None
-        got = header_from_start(prefix, memoryview(dataset)[:fragment])
+        got = header_from_start(expected.transfer_syntax_uid, memoryview(dataset)[:fragment])
         if fragment == 200:
             assert got is None  # the elements before the pixels do not fit: general path
         else:
@@ -39,7 +39,7 @@ def test_a_truncated_or_padded_data_set_does_not_match_the_announced_end(small_c
     h = read_header(raw)
     prefix = _part10_prefix(h.sop_class_uid, h.sop_instance_uid, h.transfer_syntax_uid)
     assert prefix is not None
-    found = header_from_start(prefix, dataset[:16384])
+    found = header_from_start(h.transfer_syntax_uid, dataset[:16384])
     assert found is not None and found[1] == len(dataset)
     # What the receiver checks at the end: anything else than the announced end is refused
     # by the general path.

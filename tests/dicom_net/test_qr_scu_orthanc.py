@@ -13,7 +13,7 @@ from app.settings import load_settings
 from dicom_net.archive import LocalArchive
 from dicom_net.errors import PartialRetrieve
 from dicom_net.nodes import RetrieveMethod
-from dicom_net.retrieve import RetrieveProgress, retrieve
+from dicom_net.retrieve import RetrieveProgress, RetrieveResult, retrieve
 from dicom_net.storage_server import StorageServer
 
 pytestmark = pytest.mark.network
@@ -118,6 +118,27 @@ def test_move_big_ct_is_byte_identical(pacs, loupe, big_ct, streams):
     assert study["modalities"] == ["CT"] and study["patient_id"] == "LOUPE-T1"
 
 
+def _move_with_progress(
+    pacs, loupe, study_uid: str, *, streams: int
+) -> tuple[RetrieveResult, list[RetrieveProgress]]:
+    """retrieve() by C-MOVE into a storage SCP of our own, with every progress report."""
+    loupe.write_config(pacs.node_toml(move_streams=streams))
+    settings = load_settings(loupe.config)
+    archive = LocalArchive(settings.storage)
+    seen: list[RetrieveProgress] = []
+    with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
+        result = retrieve(
+            settings.local,
+            settings.node("pacs"),
+            archive,
+            study_instance_uid=study_uid,
+            method=RetrieveMethod.MOVE,
+            on_progress=seen.append,
+            ingest=server.ingest,
+        )
+    return result, seen
+
+
 @pytest.mark.parametrize("requestor", ["plain", "pynetdicom"])
 def test_both_requestors_list_and_move_a_study(pacs, loupe, small_ct, monkeypatch, requestor):
     """scu.py's plain-socket C-FIND/C-MOVE, and pynetdicom's (what TLS nodes use)."""
@@ -131,20 +152,7 @@ def test_both_requestors_list_and_move_a_study(pacs, loupe, small_ct, monkeypatc
         monkeypatch.setattr(
             scu, name, lambda *a, _r=real, _n=name, **k: (calls.append(_n), _r(*a, **k))[1]
         )
-    loupe.write_config(pacs.node_toml(move_streams=1))
-    settings = load_settings(loupe.config)
-    archive = LocalArchive(settings.storage)
-    seen: list[RetrieveProgress] = []
-    with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
-        result = retrieve(
-            settings.local,
-            settings.node("pacs"),
-            archive,
-            study_instance_uid=small_ct.study_instance_uid,
-            method=RetrieveMethod.MOVE,
-            on_progress=seen.append,
-            ingest=server.ingest,
-        )
+    result, seen = _move_with_progress(pacs, loupe, small_ct.study_instance_uid, streams=1)
     n = len(small_ct.paths)
     assert (result.expected, result.present, result.completed) == (n, n, n)
     assert seen and seen[-1].completed == n and seen[-1].remaining == 0
@@ -206,20 +214,7 @@ def test_cancel_mid_move_leaves_study_marked_cancelled(pacs, loupe, big_ct):
 
 
 def test_parallel_move_progress_adds_up_across_streams(pacs, loupe, big_ct):
-    loupe.write_config(pacs.node_toml(move_streams=2))
-    settings = load_settings(loupe.config)
-    archive = LocalArchive(settings.storage)
-    seen: list[RetrieveProgress] = []
-    with StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae) as server:
-        result = retrieve(
-            settings.local,
-            settings.node("pacs"),
-            archive,
-            study_instance_uid=big_ct.study_instance_uid,
-            method=RetrieveMethod.MOVE,
-            on_progress=seen.append,
-            ingest=server.ingest,
-        )
+    result, seen = _move_with_progress(pacs, loupe, big_ct.study_instance_uid, streams=2)
     assert result.complete and result.notes == ["2 parallel C-MOVEs"]
     completed = [p.completed for p in seen]
     assert completed == sorted(completed) and completed[-1] == 200
