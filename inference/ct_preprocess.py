@@ -39,11 +39,27 @@ def volume_to_sitk(volume: Volume) -> sitk.Image:
     return img
 
 
-def resample_isotropic(volume: Volume, spacing_mm: float, threads: int = 0) -> ResampledCt:
+def block_mean_factors(spacing_kji: tuple[float, float, float], target_mm: float) -> list[int]:
+    """Per-axis integer factors (sitk order i, j, k) that bring voxels as close to
+    `target_mm` as possible without exceeding it."""
+    sk, sj, si = spacing_kji
+    return [max(1, int(target_mm / s + 1e-6)) for s in (si, sj, sk)]
+
+
+def resample_isotropic(
+    volume: Volume, spacing_mm: float, threads: int = 0, antialias: bool = False
+) -> ResampledCt:
     """Resample (linear) onto an LPS-aligned isotropic grid covering the volume's extent.
 
     Whatever the scanner's orientation, the model always sees axial LPS slices (x to the
     patient's left, y posterior, z superior) at `spacing_mm`.
+
+    `antialias`: first average blocks of whole voxels (0.75 mm pixels and 1 mm slices: 2 x 2
+    x 2 blocks for a 2 mm grid). Linear interpolation alone takes each output value from the
+    8 nearest input voxels, so a 0.7 mm sharp-kernel scan reaches the model with almost all
+    its noise and a 2.5 mm one with little: the block mean brings every scanner's data to about
+    the same effective resolution and noise. (A Gaussian pre-filter does the same more
+    smoothly but costs about 3 s for a 300 x 512 x 512 CT on 2 cores; the block mean 0.1 s.)
     """
     shape = np.array(volume.shape)
     corners = np.array(
@@ -60,6 +76,10 @@ def resample_isotropic(volume: Volume, spacing_mm: float, threads: int = 0) -> R
     hi = world.max(axis=0)
     size_xyz = np.floor((hi - lo) / spacing_mm).astype(int) + 1
     src = volume_to_sitk(volume)
+    if antialias:
+        factors = block_mean_factors(volume.spacing_mm, spacing_mm)
+        if any(v > 1 for v in factors):
+            src = sitk.BinShrink(src, factors)
     f = sitk.ResampleImageFilter()
     f.SetOutputSpacing((spacing_mm,) * 3)
     f.SetOutputOrigin(tuple(float(v) for v in lo))

@@ -6,14 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.findings import Finding
 from core.heatmap import FrameHeatmap, ProbabilityVolume
 from core.volume import Volume
 from inference.endoscopy_classifier import EndoscopyClassifier, EndoscopyResult, FrameRef
 from inference.errors import InputNotApplicable
-from inference.manifest import Manifest, Task
+from inference.manifest import Manifest, OperatingPoint, Task
 from inference.nodule_detector import NoduleDetector, NoduleResult
 from inference.registry import ModelRegistry
 from inference.runtime import SessionInfo
@@ -25,17 +25,64 @@ CacheKey = tuple[str, str, str]  # (series instance UID, model id, model version
 
 @dataclass(frozen=True, eq=False)
 class Analysis:
-    """What the workstation shows: findings, heatmaps and the device the model ran on."""
+    """What the workstation shows: findings at an operating point, heatmaps and the device
+    the model ran on.
+
+    `candidates` holds everything the decoder kept (down to the manifest's candidate
+    threshold, for FROC and for readers who ask for every candidate); `findings` those at or
+    above `operating_point` (by default the manifest's validated default point).
+    """
 
     series_instance_uid: str
     model: Manifest
     session: SessionInfo
-    findings: list[Finding]
+    candidates: list[Finding]
     probability_volume: ProbabilityVolume | None = None  # CT
     frame_heatmaps: tuple[FrameHeatmap, ...] = ()  # endoscopy, informative frames
     nodule: NoduleResult | None = None
     endoscopy: EndoscopyResult | None = None
     warnings: tuple[str, ...] = ()
+    operating_point: OperatingPoint | None = None  # None: the model's default
+    capped: bool = False  # the model's max_findings was reached
+
+    @property
+    def point(self) -> OperatingPoint:
+        return self.operating_point or self.model.default_operating_point
+
+    @property
+    def findings(self) -> list[Finding]:
+        thr = self.point.threshold
+        return [f for f in self.candidates if f.probability >= thr]
+
+    def at(self, point: OperatingPoint | None) -> Analysis:
+        """The same analysis shown at another operating point (None: every candidate)."""
+        if point is None:
+            point = OperatingPoint(
+                name="all candidates",
+                threshold=0.0,
+                sensitivity=float("nan"),
+                data="every candidate the model kept",
+            )
+        return replace(self, operating_point=point)
+
+    def summary(self) -> str:
+        """E.g. "AI: 4 findings at 'balanced' (p >= 0.52; 0.90 sensitivity at 1 FP/scan on
+        validation)", with the cap stated when it was hit."""
+        n = len(self.findings)
+        p = self.point
+        unit = "finding" if n == 1 else "findings"
+        if p.name == "all candidates":
+            text = f"AI: {n} {unit}: every candidate (p >= {self.model.candidate_threshold:.2f})"
+        elif p.name == "manifest threshold":
+            text = f"AI: {n} {unit} at p >= {p.threshold:.2f} (no validated operating point)"
+        else:
+            text = f"AI: {n} {unit} at {p.describe()}"
+        hidden = len(self.candidates) - n
+        if hidden > 0:
+            text += f"; {hidden} lower candidate(s) hidden"
+        if self.capped:
+            text += f"; the model's limit of {len(self.candidates)} candidates was reached"
+        return text
 
 
 class InferenceEngine:
@@ -91,6 +138,7 @@ class InferenceEngine:
             probability_volume=res.probability_volume,
             nodule=res,
             warnings=(*volume.warnings, *res.warnings),
+            capped=res.capped,
         )
         self._store(a)
         return a

@@ -71,6 +71,51 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """A threshold on the model's probability with what it achieved on validation data.
+
+    CT detection models give `false_positives_per_scan`; frame classifiers `specificity`.
+    """
+
+    name: str
+    threshold: float
+    sensitivity: float
+    false_positives_per_scan: float | None = None
+    specificity: float | None = None
+    data: str = ""  # which data the figures came from
+    default: bool = False
+
+    def describe(self) -> str:
+        """E.g. "'balanced' (p >= 0.52; 0.90 sensitivity at 1 FP/scan on validation)"."""
+        if self.false_positives_per_scan is not None:
+            fp = f"{self.false_positives_per_scan:.2g} FP/scan"
+        elif self.specificity is not None:
+            fp = f"{self.specificity:.2f} specificity"
+        else:
+            fp = "no false-positive figure"
+        return (
+            f"'{self.name}' (p >= {self.threshold:.2f}; {self.sensitivity:.2f} sensitivity "
+            f"at {fp} on validation)"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "threshold": round(self.threshold, 4),
+            "sensitivity": round(self.sensitivity, 4),
+        }
+        if self.false_positives_per_scan is not None:
+            d["false_positives_per_scan"] = round(self.false_positives_per_scan, 4)
+        if self.specificity is not None:
+            d["specificity"] = round(self.specificity, 4)
+        if self.data:
+            d["data"] = self.data
+        if self.default:
+            d["default"] = True
+        return d
+
+
+@dataclass(frozen=True)
 class Manifest:
     id: str
     version: str
@@ -90,10 +135,39 @@ class Manifest:
     validation: tuple[Metric, ...]
     providers: tuple[str, ...]
     directory: Path
+    operating_points: tuple[OperatingPoint, ...] = ()
 
     @property
     def model_path(self) -> Path:
         return self.directory / self.file
+
+    @property
+    def candidate_threshold(self) -> float:
+        """The lowest probability the decoder keeps (every candidate, for FROC)."""
+        key = "threshold" if self.task is Task.DETECTION_3D_HEATMAP else "lesion_threshold"
+        return float(self.decoding[key])
+
+    @property
+    def default_operating_point(self) -> OperatingPoint:
+        """The declared default; a manifest without operating points gets one at its
+        decoding threshold, named 'manifest threshold' (no validated figures)."""
+        for op in self.operating_points:
+            if op.default:
+                return op
+        return OperatingPoint(
+            name="manifest threshold",
+            threshold=self.candidate_threshold,
+            sensitivity=float("nan"),
+            data="no operating points declared in the manifest",
+            default=True,
+        )
+
+    def operating_point(self, name: str) -> OperatingPoint:
+        for op in self.operating_points:
+            if op.name == name:
+                return op
+        known = ", ".join(op.name for op in self.operating_points) or "none declared"
+        raise ManifestError(f"model {self.id} has no operating point {name!r} ({known})")
 
     def pre(self, key: str) -> Any:
         return self.preprocessing[key]
@@ -221,6 +295,48 @@ def _range_or_none(v: Any, field: str) -> tuple[float, float] | None:
     return (float(r[0]), float(r[1]))
 
 
+def _operating_points(v: Any, task: Task) -> tuple[OperatingPoint, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        raise ManifestError("operating_points must be a list")
+    out: list[OperatingPoint] = []
+    for n, op in enumerate(v):
+        where = f"operating_points[{n}]"
+        name = _str(_need(op, "name", where), f"{where}.name")
+        thr = _num(_need(op, "threshold", where), f"{where}.threshold")
+        if not 0.0 <= thr <= 1.0:
+            raise ManifestError(f"{where}.threshold must be in [0, 1], not {thr!r}")
+        sens = _num(_need(op, "sensitivity", where), f"{where}.sensitivity")
+        fp = op.get("false_positives_per_scan")
+        spec = op.get("specificity")
+        if task is Task.DETECTION_3D_HEATMAP and fp is None:
+            raise ManifestError(f"{where}.false_positives_per_scan is missing")
+        if task is Task.FRAME_CLASSIFICATION_CAM and spec is None:
+            raise ManifestError(f"{where}.specificity is missing")
+        default = op.get("default", False)
+        if not isinstance(default, bool):
+            raise ManifestError(f"{where}.default must be true or false, not {default!r}")
+        out.append(
+            OperatingPoint(
+                name=name,
+                threshold=thr,
+                sensitivity=sens,
+                false_positives_per_scan=(
+                    None if fp is None else _num(fp, f"{where}.false_positives_per_scan")
+                ),
+                specificity=None if spec is None else _num(spec, f"{where}.specificity"),
+                data=str(op.get("data", "")),
+                default=default,
+            )
+        )
+    if out and sum(op.default for op in out) != 1:
+        raise ManifestError('operating_points: exactly one must have "default": true')
+    if len({op.name for op in out}) != len(out):
+        raise ManifestError("operating_points: names must be unique")
+    return tuple(out)
+
+
 def parse_manifest(data: Any, directory: Path) -> Manifest:
     """Validate a manifest's JSON content; raises ManifestError naming the first bad field."""
     if not isinstance(data, dict):
@@ -340,6 +456,7 @@ def parse_manifest(data: Any, directory: Path) -> Manifest:
         validation=tuple(metrics),
         providers=tuple(providers),
         directory=directory,
+        operating_points=_operating_points(data.get("operating_points"), task),
     )
 
 

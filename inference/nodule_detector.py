@@ -14,8 +14,9 @@ import numpy.typing as npt
 from core.findings import Finding
 from core.heatmap import ProbabilityVolume
 from core.volume import Volume
-from inference.ct_preprocess import coarse_lung_mask, resample_isotropic, window
+from inference.ct_preprocess import resample_isotropic, window
 from inference.errors import InputNotApplicable, ModelError
+from inference.lung_segmentation import LungSegmentation, mask_to_grid, segment_lungs
 from inference.manifest import Manifest, Task
 from inference.peaks import local_maxima, nms_by_distance, refine_centroid
 from inference.runtime import SESSIONS, ModelSession, SessionInfo, cpu_threads
@@ -27,7 +28,9 @@ Progress = Callable[[float, str], None]
 # Sanity limits for any CT, whatever the model says (mm).
 _MIN_SPACING_MM = 0.1
 _MAX_SPACING_MM = 10.0
-_LUNG_FACTOR = 4  # coarse lung mask: 4 model voxels per side
+# Candidates are kept inside the lungs plus this margin (mm) unless the manifest says
+# otherwise: juxtapleural nodules sit on the pleura, their centres a few mm inside the lung.
+DEFAULT_PLEURAL_MARGIN_MM = 6.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +40,40 @@ class NoduleResult:
     session: SessionInfo
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    lungs: LungSegmentation | None = None
+    capped: bool = False  # max_findings was reached: lower candidates were not decoded
+
+
+def calibrate(prob: F32, calibration: object) -> F32:
+    """Map the network's probabilities through the manifest's calibration (Platt scaling
+    fitted on validation candidates: p' = sigmoid(a * logit(p) + b); a monotonic map, so the
+    ranking and the FROC do not change, only what a probability means)."""
+    if not calibration:
+        return prob
+    if not isinstance(calibration, dict) or not {"a", "b"} <= calibration.keys():
+        raise ModelError("decoding.calibration must be an object with 'a' and 'b'")
+    a, b = float(calibration["a"]), float(calibration["b"])
+    p = np.clip(prob, 1e-6, 1.0 - 1e-6)
+    z = a * np.log(p / (1.0 - p)) + b
+    out: F32 = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    return out
+
+
+def mask_on_output(
+    seg: LungSegmentation, margin_mm: float, stride: int, shape: tuple[int, ...]
+) -> npt.NDArray[np.bool_]:
+    """The lungs plus `margin_mm` on the model's output grid (`stride` input voxels per
+    output voxel; the segmentation's grid has `seg.factor`)."""
+    region = seg.region(margin_mm)
+    if seg.factor == stride:
+        return mask_to_grid(region, 1, shape)
+    if seg.factor % stride == 0:
+        r = seg.factor // stride
+        big = region.repeat(r, 0).repeat(r, 1).repeat(r, 2)
+        return mask_to_grid(big, 1, shape)
+    if stride % seg.factor == 0:
+        return mask_to_grid(region, stride // seg.factor, shape)
+    raise ModelError(f"lung mask grid (x{seg.factor}) and output stride {stride} are not multiples")
 
 
 def check_applicable(manifest: Manifest, volume: Volume, body_part: str | None = None) -> list[str]:
@@ -147,24 +184,30 @@ class NoduleDetector:
         warnings = check_applicable(m, volume, body_part)
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        rs = resample_isotropic(volume, self.spacing, threads=cpu_threads())
+        antialias = bool(m.preprocessing.get("antialias", False))
+        rs = resample_isotropic(volume, self.spacing, threads=cpu_threads(), antialias=antialias)
         timings["resample"] = time.perf_counter() - t
         t = time.perf_counter()
-        lung = coarse_lung_mask(rs.hu, factor=_LUNG_FACTOR, dilate=2)
-        if not lung.any():
-            warnings = [*warnings, "no lungs found in this series; the whole volume is searched"]
-            lung[...] = True
+        seg = segment_lungs(rs.hu, self.spacing)
+        timings["lungs"] = time.perf_counter() - t
+        t = time.perf_counter()
+        margin = float(m.decoding.get("pleural_margin_mm", DEFAULT_PLEURAL_MARGIN_MM))
+        warnings = [*warnings, *seg.warnings]
+        # Patches are run where the lungs (plus the margin and a few mm of context) are.
+        search = seg.region(margin + 4.0)
         lo_hu, hi_hu = m.pre("window_hu")
         x = window(rs.hu, lo_hu, hi_hu)
         timings["preprocess"] = time.perf_counter() - t
-        f = _LUNG_FACTOR
+        f = seg.factor
 
         def keep(start: tuple[int, int, int]) -> bool:
             a, b, c = (s // f for s in start)
-            pa, pb, pc = (p // f for p in self.patch)
-            return bool(lung[a : a + pa, b : b + pb, c : c + pc].any())
+            pa, pb, pc = (-(-p // f) for p in self.patch)
+            return bool(search[a : a + pa, b : b + pb, c : c + pc].any())
 
         grid = plan_patches(x.shape, self.patch, float(m.pre("overlap")), align=4, keep=keep)
+        if not search.any():
+            grid = []
         channels = sum(o.shape[1] for o in m.outputs)
         t = time.perf_counter()
         out, _ = run_sliding_window(
@@ -183,10 +226,12 @@ class NoduleDetector:
         # Crop to the resampled extent (padding removed) and restrict to the dilated lungs.
         oshape = tuple(-(-n // self.stride_out) for n in x.shape)
         out = out[:, : oshape[0], : oshape[1], : oshape[2]]
-        prob = np.ascontiguousarray(out[0])
-        lung_out = _scale_mask(lung, _LUNG_FACTOR // self.stride_out, oshape)
+        # Calibrated probabilities, zero outside the lungs and their pleural margin: the
+        # heatmap shows what the candidates are decoded from.
+        prob = calibrate(np.ascontiguousarray(out[0]), m.decoding.get("calibration"))
+        lung_out = mask_on_output(seg, margin, self.stride_out, oshape)
         prob = np.where(lung_out, prob, 0.0).astype(np.float32)
-        findings = self._decode(prob, out, rs.affine, volume)
+        findings, capped = self._decode(prob, out, rs.affine, volume)
         timings["decode"] = time.perf_counter() - t
         # The heatmap lives on the model's output grid: voxel o is centred on input voxel
         # stride*o + (stride-1)/2 of the resampled grid.
@@ -200,16 +245,19 @@ class NoduleDetector:
             model_id=m.id,
             model_version=m.version,
         )
-        return NoduleResult(findings, pv, self.session.info, timings, tuple(warnings))
+        return NoduleResult(findings, pv, self.session.info, timings, tuple(warnings), seg, capped)
 
     def _decode(
         self, prob: F32, out: F32, affine: npt.NDArray[np.float64], volume: Volume
-    ) -> list[Finding]:
+    ) -> tuple[list[Finding], bool]:
+        """Candidates at or above the decoding threshold, highest first, at most
+        max_findings; and whether that cap was reached."""
         m = self.manifest
         thr = float(m.dec("threshold"))
-        peaks = local_maxima(prob, thr)[: 20 * int(m.dec("max_findings"))]
+        cap = int(m.dec("max_findings"))
+        peaks = local_maxima(prob, thr)[: 20 * cap]
         if len(peaks) == 0:
-            return []
+            return [], False
         s = self.stride_out
         centres_idx = np.array([refine_centroid(prob, p) for p in peaks])
         in_idx = centres_idx * s + (s - 1) / 2.0
@@ -223,9 +271,9 @@ class NoduleDetector:
             z_len = (prob.shape[0] * s - 1) * self.spacing
             inside = (k_mm >= margin) & (k_mm <= z_len - margin)
             scores = np.where(inside, scores, -1.0)
-        kept = nms_by_distance(
-            world, scores, float(m.dec("nms_radius_mm")), int(m.dec("max_findings"))
-        )
+        kept = nms_by_distance(world, scores, float(m.dec("nms_radius_mm")), cap + 1)
+        capped = len(kept) > cap
+        kept = kept[:cap]
         names = [o.name for o in m.outputs]
         textures: list[str] = list(m.decoding.get("texture_labels", []))
         findings: list[Finding] = []
@@ -260,17 +308,4 @@ class NoduleDetector:
                     attributes=attrs,
                 )
             )
-        return findings
-
-
-def _scale_mask(
-    mask: npt.NDArray[np.bool_], factor: int, shape: tuple[int, ...]
-) -> npt.NDArray[np.bool_]:
-    """Nearest-neighbour upscaling of a coarse mask, cropped/padded to `shape`."""
-    big = mask
-    for ax in range(3):
-        big = np.repeat(big, factor, axis=ax)
-    out = np.zeros(shape, dtype=np.bool_)
-    s = tuple(min(a, b) for a, b in zip(shape, big.shape, strict=True))
-    out[: s[0], : s[1], : s[2]] = big[: s[0], : s[1], : s[2]]
-    return out
+        return findings, capped
