@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QDockWidget,
     QLabel,
     QMainWindow,
@@ -163,10 +164,19 @@ class Workstation(QMainWindow):
         self.ai_cancel_button.clicked.connect(self.cancel_analysis)
         self.ai_cancel_button.hide()
         self.device_label = QLabel("AI: no analysis yet")
+        # Which findings are shown: the model's validated operating points, or every
+        # candidate; and what that means, always visible (not a transient message).
+        self.point_box = QComboBox()
+        self.point_box.setToolTip("AI operating point: which findings are shown")
+        self.point_box.currentIndexChanged.connect(self._point_chosen)
+        self.point_box.hide()
+        self.ai_summary_label = QLabel("")
         self.status.addPermanentWidget(self.ai_progress)
         self.status.addPermanentWidget(self.ai_cancel_button)
         self.outbox_label = QLabel("")
         self.status.addPermanentWidget(self.outbox_label)
+        self.status.addPermanentWidget(self.ai_summary_label)
+        self.status.addPermanentWidget(self.point_box)
         self.status.addPermanentWidget(self.device_label)
         self._outbox_timer = QTimer(self)
         self._outbox_timer.timeout.connect(self.refresh_outbox_state)
@@ -517,6 +527,36 @@ class Workstation(QMainWindow):
         m = analysis.model
         # The device the session really runs on (a silent CPU fallback must show).
         self.device_label.setText(f"AI: {m.id} {m.version} on {analysis.session.describe()}")
+        self._fill_point_box(analysis)
+        if analysis.endoscopy is None:
+            assert self.volume is not None
+            self.reading.set_heatmap(heat)
+        self._show_analysis(analysis)
+        self.browser.refresh_local()
+
+    def _fill_point_box(self, analysis: Any) -> None:
+        """The model's operating points (default selected) and 'every candidate'."""
+        self.point_box.blockSignals(True)
+        self.point_box.clear()
+        points = list(analysis.model.operating_points) or [analysis.point]
+        for p in points:
+            self.point_box.addItem(p.name, p)
+            self.point_box.setItemData(
+                self.point_box.count() - 1, p.describe(), Qt.ItemDataRole.ToolTipRole
+            )
+        self.point_box.addItem("every candidate", None)
+        self.point_box.setCurrentIndex(points.index(analysis.point))
+        self.point_box.blockSignals(False)
+        self.point_box.show()
+
+    def _point_chosen(self, index: int) -> None:
+        if self.analysis is None or index < 0:
+            return
+        self.analysis = self.analysis.at(self.point_box.itemData(index))
+        self._show_analysis(self.analysis)
+
+    def _show_analysis(self, analysis: Any) -> None:
+        """Findings at the analysis' operating point into the review, and say which."""
         if analysis.endoscopy is not None:
             self._show_frame_results(analysis)
         else:
@@ -527,11 +567,11 @@ class Workstation(QMainWindow):
                 self.volume.series_instance_uid,
                 self.settings.user,
             )
-            self.review.start(list(analysis.findings))
-            self.reading.set_heatmap(heat)
-        self.browser.refresh_local()
-        n = len(analysis.findings)
-        msg = f"AI: {n} finding{'' if n == 1 else 's'} by {m.id} {m.version}"
+            self.review.start(list(analysis.findings), show_from=analysis.point.threshold)
+        summary = analysis.summary()
+        self.ai_summary_label.setText(summary)
+        self.ai_summary_label.setToolTip(summary)
+        msg = summary
         if analysis.warnings:
             msg += " - " + "; ".join(analysis.warnings)
         self.status.showMessage(msg)
@@ -766,7 +806,7 @@ class Workstation(QMainWindow):
         self.review = ReviewSession(
             self.review_store, self.findings, series_uid, self.settings.user
         )
-        self.review.start(list(analysis.findings))
+        self.review.start(list(analysis.findings), show_from=analysis.point.threshold)
         by_key = {(a.ref.sop_instance_uid, a.ref.frame): a for a in analysis.endoscopy.frames}
         frames = []
         for f in self.review_frames:

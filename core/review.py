@@ -318,10 +318,21 @@ class ReviewSession:
         self.series_uid = series_uid
         self.user = user
 
-    def start(self, ai_findings: list[Finding]) -> None:
-        """Load the AI's findings with any earlier review of this series applied."""
+    def start(self, ai_findings: list[Finding], show_from: float = 0.0) -> None:
+        """Load the AI's findings with any earlier review of this series applied.
+
+        `show_from`: the operating point's threshold. Findings shown once (e.g. when the
+        reader looked at every candidate) stay in the review, but pending AI findings below
+        the threshold are not shown; decided and reader-added (status ADDED) ones always
+        are."""
         self.store.remember_ai_findings(self.series_uid, ai_findings)
-        self.findings.replace_all(self.store.restore(self.series_uid))
+        self.findings.replace_all(
+            [
+                f
+                for f in self.store.restore(self.series_uid)
+                if f.probability >= show_from or f.status is not ReviewStatus.PENDING
+            ]
+        )
 
     def _decide(self, finding_id: str, **changes: Any) -> Finding:
         new = replace(self.findings.get(finding_id), **changes)

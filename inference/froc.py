@@ -43,6 +43,7 @@ class FrocResult:
     nodules: int  # counted nodules
     scans: int
     curve: tuple[tuple[float, float], ...]  # (FPs per scan, sensitivity) at each threshold
+    thresholds: tuple[float, ...] = ()  # the probability at each point of `curve`
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -124,6 +125,7 @@ def froc(
     events.sort(key=lambda e: -e[0])
     n_scans = len(scan_set)
     curve: list[tuple[float, float]] = []
+    thresholds: list[float] = []
     tp = fp = 0
     i = 0
     while i < len(events):
@@ -133,12 +135,22 @@ def froc(
             fp += not events[i][1]
             i += 1
         curve.append((fp / n_scans, tp / total if total else 0.0))
+        thresholds.append(float(p))
     sens = {}
     for r in fp_rates:
         ok = [s for f, s in curve if f <= r]
         sens[float(r)] = max(ok) if ok else 0.0
     cpm = float(np.mean(list(sens.values())))
-    return FrocResult(sens, cpm, total, n_scans, tuple(curve))
+    return FrocResult(sens, cpm, total, n_scans, tuple(curve), tuple(thresholds))
+
+
+def at_threshold(result: FrocResult, threshold: float) -> tuple[float, float]:
+    """(sensitivity, FPs per scan) when only candidates with p >= threshold are shown."""
+    best = (0.0, 0.0)
+    for (fps, sens), p in zip(result.curve, result.thresholds, strict=True):
+        if p >= threshold:
+            best = (sens, fps)
+    return best
 
 
 def candidates_from_findings(findings: Sequence[Finding]) -> list[Candidate]:

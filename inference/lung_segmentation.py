@@ -100,6 +100,27 @@ def _fill_holes_per_slice(mask: Bool) -> Bool:
     return out
 
 
+def _close_at_border(mask: Bool) -> Bool:
+    """Extend the body along each image edge between the first and the last place it touches
+    that edge. When the field of view cuts the body (large patient, small or off-centre FOV,
+    a cardiac reconstruction), lungs reach the image edge; closing the body there keeps them
+    holes of the body instead of outside air."""
+    out = mask.copy()
+    for edge in (
+        out[:, 0, :],
+        out[:, -1, :],
+        out[:, :, 0],
+        out[:, :, -1],
+    ):  # views: writing into them writes into `out`
+        n = edge.shape[1]
+        has = edge.any(axis=1)
+        first = np.argmax(edge, axis=1)
+        last = n - 1 - np.argmax(edge[:, ::-1], axis=1)
+        idx = np.arange(n)[None, :]
+        edge |= has[:, None] & (idx >= first[:, None]) & (idx <= last[:, None])
+    return out
+
+
 def body_mask(hu: F32) -> Bool:
     """The patient: the largest connected object above the air threshold, holes (lungs,
     airways, bowel gas) filled slice by slice. Excludes the table (a separate object, or thin
@@ -111,7 +132,7 @@ def body_mask(hu: F32) -> Bool:
     dense = sitk.BinaryMorphologicalOpening(dense, [1, 1, 1], sitk.sitkBall)
     labels = sitk.RelabelComponent(sitk.ConnectedComponent(dense), sortByObjectSize=True)
     body = sitk.GetArrayFromImage(labels) == 1
-    return _fill_holes_per_slice(body)
+    return _fill_holes_per_slice(_close_at_border(body))
 
 
 def _trachea_seed(air: Bool, body: Bool, spacing_mm: float) -> tuple[int, int, int] | None:
@@ -250,7 +271,9 @@ def mask_to_grid(mask: Bool, factor: int, shape: tuple[int, ...]) -> Bool:
     s = tuple(min(a, b) for a, b in zip(padded_shape, mask.shape, strict=True))
     big[: s[0], : s[1], : s[2]] = mask[: s[0], : s[1], : s[2]]
     f = factor
-    out_any: Bool = big.reshape(shape[0], f, shape[1], f, shape[2], f).any(axis=(1, 3, 5))
+    out_any: Bool = np.asarray(
+        big.reshape(shape[0], f, shape[1], f, shape[2], f).any(axis=(1, 3, 5))
+    )
     return out_any
 
 

@@ -206,8 +206,6 @@ class NoduleDetector:
             return bool(search[a : a + pa, b : b + pb, c : c + pc].any())
 
         grid = plan_patches(x.shape, self.patch, float(m.pre("overlap")), align=4, keep=keep)
-        if not search.any():
-            grid = []
         channels = sum(o.shape[1] for o in m.outputs)
         t = time.perf_counter()
         out, _ = run_sliding_window(

@@ -4,7 +4,15 @@
 
 Training data: core.synthetic.chest_ct phantoms with seeds first_seed..first_seed+N-1 (default
 1000; validation uses 700000+ (training/tune_nodule.py), evaluation >= 900000, never seen
-here). The network is a small fully convolutional 3D CNN on 2 mm isotropic patches; it
+here). The second phantom style (core.synthetic.validation_ct) is never used here: it only
+measures how far the model carries to data made differently.
+
+Domain randomisation (`randomise_scan`, on each phantom at its own resolution, before the
+same anti-aliased resampling and lung segmentation inference uses): matrix 320-512 and
+field of view 300-420 mm (pixel spacing 0.6-1.3 mm), slice spacing 0.625-3 mm, HU offset and
+scale, reconstruction kernel (smooth blur or sharpening with overshoot), extra noise of
+random level and texture (correlation length), contrast in the vessels, and breathing motion
+(slices blended with their neighbours in a random slab). The network is a small fully convolutional 3D CNN on 2 mm isotropic patches; it
 outputs, at 4 mm, a centre heatmap logit, log(diameter mm) and three texture logits (solid,
 part-solid, ground-glass). Each batch mixes nodule patches (small and faint nodules weighted
 up), hard negatives (`--mine`: false-positive peaks of a previous model on the training
@@ -27,7 +35,8 @@ from torch import nn
 
 from core.synthetic.chest_ct import make_chest_ct
 from core.volume import Volume
-from inference.ct_preprocess import coarse_lung_mask, resample_isotropic, window
+from inference.ct_preprocess import resample_isotropic, window
+from inference.lung_segmentation import segment_lungs
 from inference.manifest import load_manifest
 from inference.nodule_detector import NoduleDetector
 
@@ -37,8 +46,11 @@ WINDOW = (-1000.0, 400.0)
 TEXTURES = ("solid", "part-solid", "ground-glass")
 TRAIN_PATCH = 48
 EXPORT_PATCH = 64
-# Patch kinds cycled through each batch (batch 8: half positives).
-KINDS = ("positive", "hard", "positive", "vessel", "positive", "edge", "positive", "lung")
+PLEURAL_MARGIN_MM = 6.0  # as the detector's default: candidates live in lungs + this margin
+# Patch kinds cycled through each batch (batch 8: half positives). "wall" patches are centred
+# in the band just outside the lungs (mediastinum, hila, paraspinal muscles, costovertebral
+# joints, chest wall): the false positives an air-threshold lung mask let in.
+KINDS = ("positive", "hard", "positive", "wall", "positive", "vessel", "positive", "edge")
 
 
 class NoduleNet(nn.Module):
@@ -91,11 +103,107 @@ class ExportNet(nn.Module):
         )
 
 
+def init_from_onnx(net: NoduleNet, path: Path) -> None:
+    """Start from an exported model: its convolutions carry the batch norms folded in, so the
+    convolutions take the folded weights and biases and each batch norm becomes the identity
+    (mean 0, variance 1 - eps, scale 1, shift = folded bias). Train with the batch norms in
+    eval mode (`freeze_batch_norms`) so that identity holds."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [
+        node for node in model.graph.node if node.op_type == "Conv"
+    ]  # graph order = module order: c1, c2, c3, c4, c5, fuse, c6, head
+    mods: list[tuple[nn.Conv3d, nn.BatchNorm3d | None]] = [
+        (net.c1[0], net.c1[1]),
+        (net.c2[0], net.c2[1]),
+        (net.c3[0], net.c3[1]),
+        (net.c4[0], net.c4[1]),
+        (net.c5[0], net.c5[1]),
+        (net.fuse[0], net.fuse[1]),
+        (net.c6[0], net.c6[1]),
+        (net.head, None),
+    ]
+    if len(convs) != len(mods):
+        raise SystemExit(f"{path}: {len(convs)} convolutions, expected {len(mods)}")
+    with torch.no_grad():
+        for node, (conv, bn) in zip(convs, mods, strict=True):
+            w = torch.from_numpy(inits[node.input[1]].copy())
+            b = torch.from_numpy(inits[node.input[2]].copy())
+            conv.weight.copy_(w)
+            if bn is None:
+                conv.bias.copy_(b)
+            else:
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(b)
+
+
+def freeze_batch_norms(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.eval()
+
+
 def texture_of(kind: str) -> int:
     return TEXTURES.index(kind) if kind in TEXTURES else 0
 
 
 HARD_KINDS = ("ground-glass", "part-solid", "juxtapleural")
+
+
+def randomise_scan(
+    hu: np.ndarray, dz: float, lung: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Scanner variety on a phantom (float32 HU, (slices, rows, cols)), at its own voxel size:
+    kernel, noise level and texture, HU calibration, vessel contrast and breathing motion."""
+    import SimpleITK as sitk
+
+    x = hu.astype(np.float32)
+    # Contrast: enhanced pulmonary vessels (and so the hila) on a third of the scans.
+    if rng.random() < 0.33:
+        vessels = lung & (x > -300.0) & (x < 200.0)
+        x[vessels] += float(rng.uniform(60.0, 250.0))
+    img = sitk.GetImageFromArray(x)
+    img.SetSpacing((1.0, 1.0, 1.0))  # pixel units: in-plane only below
+    kernel = rng.random()
+    if kernel < 0.35:  # smooth (soft-tissue) kernel
+        s = float(rng.uniform(0.4, 1.0))
+        img = sitk.DiscreteGaussian(img, [s * s, s * s, 0.0], 8, 0.01, False)
+    elif kernel < 0.7:  # sharp (lung) kernel: unsharp mask, edges overshoot
+        blur = sitk.DiscreteGaussian(img, [1.0, 1.0, 0.0], 8, 0.01, False)
+        amount = float(rng.uniform(0.3, 1.2))
+        img = img + (img - blur) * amount
+    x = sitk.GetArrayFromImage(img)
+    # Extra noise of random level and texture (white, or correlated over ~1-2 pixels).
+    sd = float(rng.uniform(0.0, 30.0))
+    if sd > 1.0:
+        n = rng.standard_normal(x.shape, dtype=np.float32)
+        corr = float(rng.uniform(0.0, 1.2))
+        if corr > 0.3:
+            nimg = sitk.DiscreteGaussian(
+                sitk.GetImageFromArray(n), [corr * corr, corr * corr, 0.0], 8, 0.01, False
+            )
+            n = sitk.GetArrayFromImage(nimg)
+            n /= max(float(n.std()), 1e-3)
+        x += sd * n
+    # Breathing motion: a slab of slices blended with their neighbours.
+    if rng.random() < 0.25 and x.shape[0] > 12:
+        k0 = int(rng.integers(0, x.shape[0] - 10))
+        k1 = k0 + int(rng.integers(3, max(4, round(20.0 / dz))))
+        sl = slice(k0 + 1, min(k1, x.shape[0] - 1))
+        w = float(rng.uniform(0.2, 0.4))
+        x[sl] = (
+            (1 - 2 * w) * x[sl]
+            + w * x[sl.start - 1 : sl.stop - 1]
+            + w * x[sl.start + 1 : sl.stop + 1]
+        )
+    # HU calibration of the scanner.
+    x = x * float(rng.uniform(0.97, 1.03)) + float(rng.uniform(-25.0, 25.0))
+    return x
 
 
 def make_case(
@@ -109,10 +217,10 @@ def make_case(
     drawn with weight 1 + 1.5 (<= 8 mm) + hard_weight (ground-glass, part-solid,
     juxtapleural) + small_hard_weight (both)."""
     rng = np.random.default_rng(seed + 77)
-    size = int(rng.choice([224, 256, 288]))
-    fov = float(rng.uniform(320.0, 400.0))
-    dz = float(rng.choice([1.25, 2.0, 2.5, 3.0]))
-    slices = round(float(rng.uniform(260.0, 330.0)) / dz)
+    size = int(rng.choice([320, 384, 448, 512]))
+    fov = float(rng.uniform(300.0, 420.0))
+    dz = float(rng.choice([0.625, 1.0, 1.25, 2.0, 2.5, 3.0]))
+    slices = round(float(rng.uniform(240.0, 330.0)) / dz)
     ph = make_chest_ct(
         seed=seed,
         slices=slices,
@@ -122,12 +230,16 @@ def make_case(
         slice_spacing_mm=dz,
         nodule_count=int(rng.integers(5, 9)),
         min_nodule_mm=3.0,
-        max_nodule_mm=25.0,
+        max_nodule_mm=30.0,
     )
-    vol = volume_from_phantom(ph.hu, ph.spacing_mm, ph.origin_mm)
-    rs = resample_isotropic(vol, SPACING_MM)
+    hu = randomise_scan(ph.hu, dz, ph.lung_mask, rng)
+    vol = volume_from_phantom(hu, ph.spacing_mm, ph.origin_mm)
+    rs = resample_isotropic(vol, SPACING_MM, antialias=True)
+    del hu, vol
     x = window(rs.hu, *WINDOW).astype(np.float16)
-    lung = coarse_lung_mask(rs.hu, factor=4, dilate=2)
+    seg = segment_lungs(rs.hu, SPACING_MM)
+    lung = seg.region(PLEURAL_MARGIN_MM)
+    wall = seg.region(PLEURAL_MARGIN_MM + 12.0) & ~seg.lungs & seg.body
     # Targets at 4 mm: Gaussian of the centre, diameter and texture.
     oshape = tuple(s // OUT_STRIDE for s in x.shape)
     heat = np.zeros(oshape, dtype=np.float32)
@@ -189,6 +301,8 @@ def make_case(
         hard = far(pts.reshape(-1, 3))
     return {
         "x": x,
+        "lung_factor": np.array(seg.factor),
+        "wall": np.argwhere(wall).astype(np.int32),
         "heat": heat,
         "diam": diam,
         "tex": tex,
@@ -215,14 +329,20 @@ def volume_from_phantom(
 def sample_patch(
     case: dict[str, np.ndarray], rng: np.random.Generator, kind: str
 ) -> tuple[np.ndarray, ...]:
-    """kind: positive (near a nodule), hard (a mined false positive), vessel, edge (touching
-    the first/last slice, placed and padded as the sliding window does), lung (anywhere)."""
+    """kind: positive (near a nodule), hard (a mined false positive), vessel, wall (just
+    outside the lungs), edge (touching the first/last slice, placed and padded as the sliding
+    window does; half of them lung anywhere instead)."""
     p = TRAIN_PATCH
     shape = np.array(case["x"].shape)
     if kind == "hard" and not len(case["hard"]):
         kind = "vessel"
     if kind == "vessel" and not len(case["vessels"]):
         kind = "lung"
+    if kind == "wall" and not len(case["wall"]):
+        kind = "lung"
+    if kind == "edge" and rng.random() < 0.5:
+        kind = "lung"
+    f = float(case["lung_factor"])
     edge_z = None
     if kind == "positive" and len(case["centres"]):
         w = case["weights"] / case["weights"].sum()
@@ -232,6 +352,10 @@ def sample_patch(
         pts = case["hard" if kind == "hard" else "vessels"]
         c = pts[rng.integers(len(pts))]
         start = c - p / 2 + rng.integers(-14, 15, size=3)
+    elif kind == "wall":
+        w = case["wall"]
+        c = (w[rng.integers(len(w))] + 0.5) * f
+        start = c - p / 2 + rng.integers(-6, 7, size=3)
     else:
         lung = np.argwhere(case["lung"])
         if kind == "edge":
@@ -241,7 +365,7 @@ def sample_patch(
             lung = sel if len(sel) else lung
             # The sliding window starts at 0 and ends at the volume padded to a multiple of 4.
             edge_z = 0 if top else max(-(-int(shape[0]) // 4) * 4 - p, 0)
-        c = (lung[rng.integers(len(lung))] + 0.5) * 4.0
+        c = (lung[rng.integers(len(lung))] + 0.5) * f
         start = c - p / 2 + rng.integers(-8, 9, size=3)
     start = (np.clip(start, 0, np.maximum(shape - p, 0)) // 4 * 4).astype(int)
     if edge_z is not None:
@@ -283,6 +407,9 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--init", type=Path, help="start from these torch weights")
     ap.add_argument(
+        "--init-onnx", type=Path, help="start from an exported model.onnx (batch norms frozen)"
+    )
+    ap.add_argument(
         "--mine",
         type=Path,
         help="model directory (ONNX + manifest) whose false positives on the training "
@@ -323,6 +450,8 @@ def main() -> None:
     net = NoduleNet()
     if args.init is not None:
         net.load_state_dict(torch.load(args.init))
+    if args.init_onnx is not None:
+        init_from_onnx(net, args.init_onnx)
     if args.resume:
         if args.checkpoint is None:
             ap.error("--resume needs --checkpoint")
@@ -344,6 +473,8 @@ def main() -> None:
         heat = torch.from_numpy(np.stack([b[1] for b in batch]))
         diam = torch.from_numpy(np.stack([b[2] for b in batch]))
         tex = torch.from_numpy(np.stack([b[3] for b in batch]))
+        if args.init_onnx is not None:
+            freeze_batch_norms(net)
         y = net(x)
         w = 1.0 + 30.0 * heat
         l_heat = (

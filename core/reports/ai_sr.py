@@ -42,17 +42,29 @@ def build_ai_sr(
     device_uid: str | None = None,
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    operating_point: tuple[str, float] | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """A Comprehensive 3D SR (TID 1500) with one measurement group per AI finding.
 
     The device observer is the model (device UID generated unless given); each group names
     the algorithm (TID 4019: model id and version) and keeps the finding's Tracking UID.
     `source_images` are the image headers, at least those the findings reference.
+    `operating_point` (name, threshold) is recorded as the algorithm's parameters (TID 4019
+    Algorithm Parameters) of every group: which findings the reader was shown.
     """
     if not findings:
         raise ValueError("findings is empty: TID 1500 needs at least one measurement group")
     images = SourceImages(source_images)
-    options = GroupOptions(manufacturer=manufacturer, with_status=False, with_comment=False)
+    parameters: tuple[str, ...] = ()
+    if operating_point is not None:
+        name, threshold = operating_point
+        parameters = (f"operating point: {name}", f"threshold: p >= {threshold:.4g}")
+    options = GroupOptions(
+        manufacturer=manufacturer,
+        with_status=False,
+        with_comment=False,
+        algorithm_parameters=parameters,
+    )
     context = hd.sr.ObservationContext(
         observer_device_context=device_observer(
             device_uid=device_uid or hd.UID(),

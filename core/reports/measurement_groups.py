@@ -31,6 +31,9 @@ class GroupOptions:
     manufacturer: str
     with_status: bool  # the reviewer's SR records each finding's review status
     with_comment: bool
+    # TID 4019 Algorithm Parameters (DCM 111003) of the AI's findings, e.g. the operating
+    # point and threshold the findings were shown at.
+    algorithm_parameters: tuple[str, ...] = ()
 
 
 class SourceImages:
@@ -72,11 +75,16 @@ def _group_algorithm(
     return None if reader_edited else algorithm
 
 
-def algorithm_of(f: Finding, manufacturer: str) -> hd.sr.AlgorithmIdentification | None:
+def algorithm_of(
+    f: Finding, manufacturer: str, parameters: Sequence[str] = ()
+) -> hd.sr.AlgorithmIdentification | None:
     if f.model_id == READER_MODEL_ID or f.status is ReviewStatus.ADDED:
         return None
     return hd.sr.AlgorithmIdentification(
-        name=f.model_id, version=f.model_version, manufacturer=manufacturer
+        name=f.model_id,
+        version=f.model_version,
+        manufacturer=manufacturer,
+        parameters=list(parameters) or None,
     )
 
 
@@ -139,7 +147,7 @@ def ct_group(
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     assert f.center_mm is not None
     ref = images.nearest_slice(f.center_mm)
-    algorithm = algorithm_of(f, options.manufacturer)
+    algorithm = algorithm_of(f, options.manufacturer, options.algorithm_parameters)
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(f),
         referenced_volume_surface=hd.sr.VolumeSurface(
@@ -176,7 +184,7 @@ def frame_group(
         str(ds.SOPInstanceUID),
         referenced_frame_numbers=[f.frame or 1] if multi_frame else None,
     )
-    algorithm = algorithm_of(f, options.manufacturer)
+    algorithm = algorithm_of(f, options.manufacturer, options.algorithm_parameters)
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(f),
         referenced_region=hd.sr.ImageRegion(

@@ -55,12 +55,17 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     ai_path = tmp_path / "ai.dcm"
     r = loupe.run("analyze", "--study-uid", study, "--json", "--sr", str(ai_path), "--send", "pacs")
     assert r.returncode == 0, r.stderr
-    findings = json.loads(r.stdout)
+    findings = json.loads(r.stdout)["findings"]
     assert findings and "sent 1 SR" in r.stderr
     assert dciodvfy_errors(ai_path) == []
     ai = pydicom.dcmread(ai_path)
     assert ai.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
     assert ai.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    # The operating point the findings were shown at is in every group (TID 4019 parameters).
+    params = _text_values(ai, "111003")
+    point = json.loads(r.stdout)["operating_point"]
+    assert params.count(f"operating point: {point['name']}") == len(findings)
+    assert f"threshold: p >= {point['threshold']:.4g}" in params
     (stored,) = pacs.get("/instances")
     assert pacs.get(f"/instances/{stored}/simplified-tags")["SOPInstanceUID"] == ai.SOPInstanceUID
 
@@ -104,3 +109,14 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     classes = [i.sop_class_uid for i in LocalArchive(loupe.storage).instances()]
     assert classes.count("1.2.840.10008.5.1.4.1.1.88.34") == 2
     assert len(classes) == len(analyzable_ct.paths) + 2
+
+
+def _text_values(ds: pydicom.Dataset, code_value: str) -> list[str]:
+    """TextValue of every content item named by (code_value), anywhere in the SR tree."""
+    out: list[str] = []
+    for item in ds.get("ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        if name and name[0].CodeValue == code_value and "TextValue" in item:
+            out.append(str(item.TextValue))
+        out.extend(_text_values(item, code_value))
+    return out

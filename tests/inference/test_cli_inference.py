@@ -37,9 +37,16 @@ def test_analyze_json_on_a_written_series(loupe, ct_dir) -> None:  # type: ignor
     r = loupe.run("analyze", str(folder), "--json")
     assert r.returncode == 0, r.stderr
     assert "on CPU" in r.stderr  # the device used, visible
-    rows = json.loads(r.stdout)
-    assert rows
+    doc = json.loads(r.stdout)
+    point = doc["operating_point"]
+    assert point["name"] == "balanced" and 0.0 < point["threshold"] < 1.0
+    (series,) = doc["series"]
+    assert series["operating_point"] == point and not series["max_findings_reached"]
+    rows = doc["findings"]
+    assert rows and len(rows) == series["findings"] <= series["candidates"]
     for row in rows:
+        assert row["probability"] >= point["threshold"]
+        assert row["operating_point"] == "balanced"
         for key in (
             "finding_id",
             "model",
@@ -58,6 +65,14 @@ def test_analyze_json_on_a_written_series(loupe, ct_dir) -> None:  # type: ignor
     for nd in ph.nodules:
         d = [np.linalg.norm(np.subtract([r["x"], r["y"], r["z"]], nd.center_mm)) for r in rows]
         assert min(d) <= nd.diameter_mm / 2, (nd, rows)
+    # Every candidate, for FROC: at least the findings, down to the candidate threshold.
+    r = loupe.run("analyze", str(folder), "--json", "--all-candidates")
+    assert r.returncode == 0, r.stderr
+    every = json.loads(r.stdout)
+    assert every["operating_point"]["name"] == "all candidates"
+    assert every["operating_point"]["threshold"] < point["threshold"]
+    assert len(every["findings"]) == series["candidates"] >= len(rows)
+    assert {f["finding_id"] for f in rows} <= {f["finding_id"] for f in every["findings"]}
 
 
 def test_analyze_study_from_archive_and_plain_output(loupe, ct_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -75,14 +90,21 @@ def test_analyze_study_from_archive_and_plain_output(loupe, ct_dir, tmp_path) ->
     assert loupe.run("import", str(folder), str(es_dir)).returncode == 0
     r = loupe.run("analyze", "--study-uid", written.study_instance_uid, "--json")
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
-    models = {row["model"] for row in rows}
-    assert "lung-nodule-ref" in models
-    frame_rows = [row for row in rows if row["model"] == "endoscopy-lesion-ref"]
+    doc = json.loads(r.stdout)
+    models = {s["model"] for s in doc["series"]}
+    assert models == {"lung-nodule-ref", "endoscopy-lesion-ref"}
+    frame_rows = [row for row in doc["findings"] if row["model"] == "endoscopy-lesion-ref"]
     for row in frame_rows:
         assert row["sop_instance_uid"] in es.sop_instance_uids and row["frame"] == 1
+    # One entry per frame, every frame scored, with stage 1's verdict.
+    frames = doc["frames"]
+    assert sorted(f["sop_instance_uid"] for f in frames) == sorted(es.sop_instance_uids)
+    for f in frames:
+        assert 0.0 <= f["lesion_probability"] <= 1.0
+        assert isinstance(f["informative"], bool) and 0.0 <= f["informative_probability"] <= 1.0
     r = loupe.run("analyze", str(folder))
-    assert r.returncode == 0 and "lung-nodule-ref 1.2.0 on CPU" in r.stdout
+    assert r.returncode == 0 and "lung-nodule-ref" in r.stdout and " on CPU" in r.stdout
+    assert "at 'balanced' (p >= " in r.stdout
 
 
 def test_analyze_refuses_clearly(loupe, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -139,3 +161,18 @@ def test_evaluate_cli(loupe, ct_dir, tmp_path) -> None:  # type: ignore[no-untyp
     res = json.loads(r.stdout)
     assert res["scans"] == 1 and res["nodules"] == 3
     assert res["sensitivity"]["8.0"] >= 2 / 3
+    at = res["at_default_operating_point"]
+    assert at["operating_point"] == "balanced" and at["sensitivity"] >= 2 / 3
+    # A site measures its own operating points; the file is valid manifest content.
+    out = tmp_path / "points.json"
+    r = loupe.run("evaluate", str(csv), str(folder), "--operating-points", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    from inference.manifest import Task, _operating_points
+
+    points = _operating_points(doc["operating_points"], Task.DETECTION_3D_HEATMAP)
+    assert [p.name for p in points] == ["specific", "balanced", "sensitive"]
+    assert [p.default for p in points] == [False, True, False]
+    thresholds = [p.threshold for p in points]
+    assert thresholds == sorted(thresholds, reverse=True)  # more FPs allowed, lower threshold
+    assert all(p.false_positives_per_scan <= t for p, t in zip(points, (0.25, 1.0, 4.0)))
