@@ -62,9 +62,15 @@ def keep_report(
 
 
 def ai_sr_of(
-    archive: LocalArchive, store: ReviewStore, series_uid: str, findings: list[Finding], out: Path
+    archive: LocalArchive,
+    store: ReviewStore,
+    series_uid: str,
+    findings: list[Finding],
+    out: Path,
+    operating_point: tuple[str, float] | None = None,
 ) -> Path:
-    """The series' AI result SR: the one already made, else a new one (kept in the archive)."""
+    """The series' AI result SR: the one already made, else a new one (kept in the archive),
+    recording the operating point (name, threshold) the findings were shown at."""
     from core.reports.ai_sr import build_ai_sr
 
     known = store.latest_report(series_uid, "ai")
@@ -80,6 +86,7 @@ def ai_sr_of(
         model_id=f0.model_id,
         model_version=f0.model_version,
         model_name=f0.model_id,
+        operating_point=operating_point,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     sr.save_as(out)
@@ -96,6 +103,7 @@ def build_reports(
     reader: str,
     lung_rads: str | None = None,
     allow_pending: bool = False,
+    operating_point: tuple[str, float] | None = None,
 ) -> ReportFiles:
     """AI SR (as the model produced it) and the reviewer SR (verified by `reader`,
     predecessor the AI SR, same tracking UIDs)."""
@@ -113,7 +121,9 @@ def build_reports(
     ai_path = None
     ai_ds = None
     if ai:
-        ai_path = ai_sr_of(archive, store, series_uid, ai, out_dir / "ai-result-sr.dcm")
+        ai_path = ai_sr_of(
+            archive, store, series_uid, ai, out_dir / "ai-result-sr.dcm", operating_point
+        )
         ai_ds = pydicom.dcmread(ai_path)
     # Lung-RADS is for lung nodules in CT; endoscopy reviews have frame findings only.
     ct = any(f.center_mm is not None for f in reviewed) or (

@@ -777,6 +777,11 @@ class Workstation(QMainWindow):
                 reader=self.settings.user,
                 lung_rads=category,
                 allow_pending=True,
+                operating_point=(
+                    None
+                    if self.analysis is None
+                    else (self.analysis.point.name, self.analysis.point.threshold)
+                ),
             )
             ids = queue_reports(
                 self.archive,
