@@ -13,7 +13,7 @@ PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 NODULE: dict[str, Any] = {
     "schema": 1,
     "id": "lung-nodule-ref",
-    "version": "1.2.0",
+    "version": "2.0.0",
     "name": "Loupe reference lung nodule detector (synthetic)",
     "manufacturer": "Loupe",
     "task": "detection-3d-heatmap",
@@ -35,6 +35,9 @@ NODULE: dict[str, Any] = {
         "spacing_mm": [2.0, 2.0, 2.0],
         "orientation": "LPS",
         "interpolation": "linear",
+        # Since 2.0: whole voxels averaged in blocks before the linear resampling, so every
+        # scanner's data reach the model at about the same resolution and noise.
+        "antialias": True,
         "window_hu": [-1000.0, 400.0],
         "normalisation": "window-to-unit",
         "patch_size": [64, 64, 64],
@@ -42,13 +45,20 @@ NODULE: dict[str, Any] = {
         "blending": "gaussian",
         "gaussian_sigma_scale": 0.125,
         "output_stride": 2,
-        "lung_mask": "air below -400 HU not touching the image border, 8 mm grid, dilated 16 mm",
+        "lung_mask": (
+            "inference.lung_segmentation: body, airways grown from the trachea, lungs closed "
+            "10 mm, on a 4 mm grid; patches where lungs + 10 mm are, candidates and heatmap "
+            "in lungs + decoding.pleural_margin_mm"
+        ),
         # Test-time augmentation: outputs averaged over the patch, its left-right and its
         # front-back flip (3 runs per patch). Chosen on validation seeds 700000+.
         "test_time_flips": ["x", "y"],
     },
     "decoding": {
-        "threshold": 0.15,
+        # The candidate threshold (every candidate, `--all-candidates`); the workstation
+        # shows findings at the default operating point. On calibrated probabilities.
+        "threshold": 0.05,
+        "pleural_margin_mm": 6.0,
         "nms_radius_mm": 10.0,
         "max_findings": 30,
         "min_diameter_mm": 0.0,
@@ -66,8 +76,10 @@ NODULE: dict[str, Any] = {
     ),
     "limitations": [
         "Trained only on synthetic phantoms (core.synthetic.chest_ct); never seen a real CT.",
-        "Nodules below 4 mm and above 25 mm were rare or absent in training.",
-        "Contrast-enhanced, paediatric, post-operative lungs and motion artefacts untested.",
+        "Validated on a second, independently written phantom style "
+        "(core.synthetic.validation_ct): see MODEL_CARD.md for the gap between the styles.",
+        "Nodules below 4 mm were rare in training; above 30 mm absent.",
+        "Paediatric and post-operative lungs, metal and streak artefacts untested.",
     ],
     "validation": [],
     "providers": PROVIDERS,
@@ -76,7 +88,7 @@ NODULE: dict[str, Any] = {
 ENDOSCOPY: dict[str, Any] = {
     "schema": 1,
     "id": "endoscopy-lesion-ref",
-    "version": "1.0.0",
+    "version": "2.0.0",
     "name": "Loupe reference oesophagus lesion frame classifier (synthetic)",
     "manufacturer": "Loupe",
     "task": "frame-classification-cam",
@@ -86,12 +98,15 @@ ENDOSCOPY: dict[str, Any] = {
     "outputs": [
         {"name": "informative_probability", "shape": [8, 1], "dtype": "float32"},
         {"name": "lesion_probability", "shape": [8, 1], "dtype": "float32"},
-        {"name": "features", "shape": [8, 64, 16, 16], "dtype": "float32"},
-        {"name": "cam_weights", "shape": [1, 64], "dtype": "float32"},
+        {"name": "features", "shape": [8, 96, 16, 16], "dtype": "float32"},
+        {"name": "cam_weights", "shape": [1, 96], "dtype": "float32"},
         {"name": "cam_bias", "shape": [1, 1], "dtype": "float32"},
     ],
     "preprocessing": {
         "input_size": [128, 128],
+        # Since 2.0: the frame is cropped to the endoscope's field of view and what lies
+        # outside it (the black mask, burned-in text) is blanked (inference.field_of_view).
+        "field_of_view": "crop-and-blank",
         "resize": "area",
         "channel_order": "RGB",
         "mean": 0.5,
@@ -99,25 +114,29 @@ ENDOSCOPY: dict[str, Any] = {
         "batch": 8,
     },
     "decoding": {
-        # Calibrated on 240 validation frames at 480x480 (seeds 800000+): the model was trained
-        # on frames rendered at 256x256 and its stage-1 probability runs low at 480x480.
-        "informative_threshold": 0.005,
+        # training/evaluate_endoscopy.py sets the thresholds and the region fraction on
+        # style-A validation frames and records the calibration here.
+        "informative_threshold": 0.5,
         "lesion_threshold": 0.5,
         "region_fraction": 0.6,
-        "cam": "sigmoid(cam_weights . features + cam_bias) per 8-pixel cell",
+        "cam": (
+            "cam_weights . features + cam_bias per 8-pixel cell of the field-of-view crop, "
+            "min-max scaled over the field of view to [0, lesion_probability], 0 outside it"
+        ),
     },
     "labels": [
         {"name": "lesion", "code": {"scheme": "SCT", "value": "52988006", "meaning": "Lesion"}}
     ],
     "intended_use": (
-        "Demonstration and pipeline validation only: drops uninformative oesophagoscopy frames "
-        "and ranks the rest by lesion probability with a heatmap. Trained on synthetic frames; "
-        "NOT for clinical use."
+        "Demonstration and pipeline validation only: scores every oesophagoscopy frame for "
+        "a lesion with a heatmap, flags uninformative frames and ranks the rest. Trained on "
+        "synthetic frames; NOT for clinical use."
     ),
     "limitations": [
-        "Trained only on synthetic frames (core.synthetic.endoscopy); never seen a real endoscope.",
+        "Trained only on synthetic frames (core.synthetic.endoscopy_domain); never seen a real "
+        "endoscope.",
         "Lesion types, NBI/chromoendoscopy and stomach or duodenum lesions are not modelled.",
-        "The CAM region is coarse (8-pixel cells at 128x128 input).",
+        "The CAM region is coarse (8-pixel cells at 128x128 input over the field of view).",
     ],
     "validation": [],
     "providers": PROVIDERS,
@@ -125,10 +144,15 @@ ENDOSCOPY: dict[str, Any] = {
 
 
 def write_manifest(
-    model_dir: Path, template: dict[str, Any], metrics: list[dict[str, Any]]
+    model_dir: Path,
+    template: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    operating_points: list[dict[str, Any]] | None = None,
 ) -> None:
     data = dict(template)
     data["sha256"] = file_sha256(model_dir / data["file"])
     data["validation"] = metrics
+    if operating_points:
+        data["operating_points"] = operating_points
     (model_dir / "manifest.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     load_manifest(model_dir)  # the written manifest must validate

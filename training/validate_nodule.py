@@ -192,13 +192,41 @@ def figures(run: StyleRun, cands: list[Candidate], points: list[Any]) -> dict[st
     }
 
 
+def write_from_report(model_dir: Path, report: dict[str, Any]) -> None:
+    """Manifest beside model.onnx with the report's calibration, operating points and test
+    figures (both styles)."""
+    template = json.loads(json.dumps(NODULE))
+    template["decoding"]["calibration"] = report["calibration"]
+    metrics = []
+    for name in ("A test", "B test"):
+        r = report[name]
+        style = "chest_ct (training style)" if name.startswith("A") else "validation_ct"
+        what = f"{r['scans']} synthetic test phantoms, style {style}, 512 x 512 clinical geometry"
+        metrics.append({"metric": f"CPM, style {name[0]}", "value": r["cpm"], "data": what})
+        metrics.append(
+            {
+                "metric": f"sensitivity at 1 FP/scan, style {name[0]}",
+                "value": r["sensitivity"]["1.0"],
+                "data": what,
+            }
+        )
+    write_manifest(model_dir, template, metrics, report["operating_points"])
+    print(f"wrote {model_dir / 'manifest.json'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=ROOT / "resources/models/lung-nodule-ref")
     ap.add_argument("--scans", type=int, default=8, help="per style and split")
     ap.add_argument("--write", action="store_true", help="write the manifest")
     ap.add_argument("--out", type=Path, default=ROOT / "training/last_nodule_validation.json")
+    ap.add_argument(
+        "--from-report", type=Path, help="write the manifest from this earlier report, no runs"
+    )
     args = ap.parse_args()
+    if args.from_report is not None:
+        write_from_report(args.model, json.loads(args.from_report.read_text(encoding="utf-8")))
+        return
     man = load_manifest(args.model)
     # Every candidate, uncalibrated: calibration is fitted here.
     dec = {k: v for k, v in man.decoding.items() if k != "calibration"}
@@ -244,23 +272,7 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.write:
-        template = json.loads(json.dumps(NODULE))
-        template["decoding"]["calibration"] = report["calibration"]
-        metrics = []
-        for name in ("A test", "B test"):
-            r = report[name]
-            style = "chest_ct (training style)" if name.startswith("A") else "validation_ct"
-            what = f"{n} synthetic test phantoms, style {style}, 512 x 512 clinical geometry"
-            metrics.append({"metric": f"CPM, style {name[0]}", "value": r["cpm"], "data": what})
-            metrics.append(
-                {
-                    "metric": f"sensitivity at 1 FP/scan, style {name[0]}",
-                    "value": r["sensitivity"]["1.0"],
-                    "data": what,
-                }
-            )
-        write_manifest(args.model, template, metrics, [p.as_json() for p in points])
-        print(f"wrote {args.model / 'manifest.json'}")
+        write_from_report(args.model, report)
     if not math.isfinite(a):
         raise SystemExit("calibration failed")
 
