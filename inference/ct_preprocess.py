@@ -1,5 +1,6 @@
 """CT pre-processing shared by training and inference: resampling onto the model's grid
-(SimpleITK), HU windowing and a coarse lung mask that copes with different scanners."""
+(SimpleITK, with optional block-mean anti-aliasing) and HU windowing. The lungs are found by
+inference.lung_segmentation."""
 
 from __future__ import annotations
 
@@ -105,43 +106,3 @@ def window(hu: F32, lower: float, upper: float) -> F32:
     out -= lower
     out *= 1.0 / (upper - lower)
     return out.astype(np.float32, copy=False)
-
-
-def coarse_lung_mask(hu: F32, factor: int = 4, dilate: int = 3) -> npt.NDArray[np.bool_]:
-    """Lung mask on a grid `factor` times coarser than `hu` (block mean), dilated by `dilate`
-    coarse voxels so juxtapleural nodules and the hila stay inside.
-
-    Lungs are the air below -400 HU that does not touch the in-plane border of the image (the
-    air around the patient does); it tolerates padding values, tables and varying FOVs.
-    """
-    k, j, i = (s // factor * factor for s in hu.shape)
-    if min(k, j, i) == 0:
-        return np.zeros((1, 1, 1), dtype=np.bool_)
-    blocks = hu[:k, :j, :i].reshape(k // factor, factor, j // factor, factor, i // factor, factor)
-    coarse = blocks.mean(axis=(1, 3, 5))
-    air = (coarse < -400.0).astype(np.uint8)
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air)))
-    border = np.unique(
-        np.concatenate(
-            [
-                labels[:, 0, :].ravel(),
-                labels[:, -1, :].ravel(),
-                labels[:, :, 0].ravel(),
-                labels[:, :, -1].ravel(),
-            ]
-        )
-    )
-    lung = (labels > 0) & ~np.isin(labels, border)
-    counts = np.bincount(labels[lung].ravel()) if lung.any() else np.zeros(1, dtype=np.int64)
-    # Drop small pockets (bowel gas, oesophageal air): keep components >= 2% of the largest.
-    keep = np.nonzero(counts >= max(1, int(0.02 * counts.max())))[0]
-    lung = np.isin(labels, keep) & lung
-    if dilate > 0 and lung.any():
-        img = sitk.GetImageFromArray(lung.astype(np.uint8))
-        img = sitk.BinaryDilate(img, [dilate] * 3, sitk.sitkBall)
-        lung = sitk.GetArrayFromImage(img).astype(bool)
-    # Pad back to the covering coarse shape of hu.
-    full = tuple(-(-s // factor) for s in hu.shape)
-    out = np.zeros(full, dtype=np.bool_)
-    out[: lung.shape[0], : lung.shape[1], : lung.shape[2]] = lung
-    return out
