@@ -103,7 +103,8 @@ def _series_json(a: Any, g: Any) -> dict[str, Any]:
         "operating_point": point,
         "findings": len(a.findings),
         "candidates": len(a.candidates),
-        "max_findings_reached": a.capped,
+        # The model's max_findings cut candidates at or above the operating point.
+        "max_findings_reached": a.cap_hides_findings,
         "warnings": list(a.warnings),
     }
 

@@ -65,6 +65,13 @@ class Analysis:
             )
         return replace(self, operating_point=point)
 
+    @property
+    def cap_hides_findings(self) -> bool:
+        """The model's max_findings cut candidates that would be shown at this point (every
+        candidate kept is at or above the threshold, and there were more)."""
+        thr = self.point.threshold
+        return self.capped and all(c.probability >= thr for c in self.candidates)
+
     def summary(self) -> str:
         """E.g. "AI: 4 findings at 'balanced' (p >= 0.52; 0.90 sensitivity at 1 FP/scan on
         validation)", with the cap stated when it was hit."""
@@ -80,8 +87,11 @@ class Analysis:
         hidden = len(self.candidates) - n
         if hidden > 0:
             text += f"; {hidden} lower candidate(s) hidden"
-        if self.capped:
-            text += f"; the model's limit of {len(self.candidates)} candidates was reached"
+        if self.cap_hides_findings:
+            text += (
+                f"; the model's limit of {len(self.candidates)} candidates was reached: "
+                "more may lie at this point"
+            )
         return text
 
 
