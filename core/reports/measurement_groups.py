@@ -31,7 +31,7 @@ class GroupOptions:
     manufacturer: str
     with_status: bool  # the reviewer's SR records each finding's review status
     with_comment: bool
-    # TID 4019 Algorithm Parameters (DCM 111003) of the AI's findings, e.g. the operating
+    # TID 4019 Algorithm Parameters (DCM 111002) of the AI's findings, e.g. the operating
     # point and threshold the findings were shown at.
     algorithm_parameters: tuple[str, ...] = ()
 
