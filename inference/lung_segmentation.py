@@ -113,7 +113,7 @@ def _close_at_border(mask: Bool) -> Bool:
         out[:, :, -1],
     ):  # views: writing into them writes into `out`
         n = edge.shape[1]
-        has = edge.any(axis=1)
+        has: Bool = np.asarray(edge.any(axis=1))
         first = np.argmax(edge, axis=1)
         last = n - 1 - np.argmax(edge[:, ::-1], axis=1)
         idx = np.arange(n)[None, :]

@@ -12,8 +12,10 @@ same anti-aliased resampling and lung segmentation inference uses): matrix 320-5
 field of view 300-420 mm (pixel spacing 0.6-1.3 mm), slice spacing 0.625-3 mm, HU offset and
 scale, reconstruction kernel (smooth blur or sharpening with overshoot), extra noise of
 random level and texture (correlation length), contrast in the vessels, and breathing motion
-(slices blended with their neighbours in a random slab). The network is a small fully convolutional 3D CNN on 2 mm isotropic patches; it
-outputs, at 4 mm, a centre heatmap logit, log(diameter mm) and three texture logits (solid,
+(slices blended with their neighbours in a random slab).
+
+The network is a small fully convolutional 3D CNN on 2 mm isotropic patches; it outputs,
+at 4 mm, a centre heatmap logit, log(diameter mm) and three texture logits (solid,
 part-solid, ground-glass). Each batch mixes nodule patches (small and faint nodules weighted
 up), hard negatives (`--mine`: false-positive peaks of a previous model on the training
 phantoms), lung vessels, patches at the first/last slice placed as the sliding window places

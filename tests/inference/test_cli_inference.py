@@ -175,4 +175,6 @@ def test_evaluate_cli(loupe, ct_dir, tmp_path) -> None:  # type: ignore[no-untyp
     assert [p.default for p in points] == [False, True, False]
     thresholds = [p.threshold for p in points]
     assert thresholds == sorted(thresholds, reverse=True)  # more FPs allowed, lower threshold
-    assert all(p.false_positives_per_scan <= t for p, t in zip(points, (0.25, 1.0, 4.0)))
+    assert all(
+        p.false_positives_per_scan <= t for p, t in zip(points, (0.25, 1.0, 4.0), strict=True)
+    )
