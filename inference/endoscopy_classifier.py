@@ -1,7 +1,9 @@
-"""Endoscopy frames in two stages: stage 1 drops uninformative frames (blurred, dark, not
-oesophagus); stage 2 gives each informative frame a lesion probability, a class activation
-map (from the exported feature map and classifier weights, no gradients) and a region.
-Frames are ranked by risk."""
+"""Endoscopy frames in two stages, every frame scored: stage 1 says whether a frame is
+informative (not blurred, dark or outside the oesophagus); stage 2 gives every frame a lesion
+probability, a heatmap (class activation map from the exported feature map and classifier
+weights, no gradients, masked to the endoscope's field of view) and a region. Informative
+frames are ranked by risk; those at or above the lesion threshold become (candidate)
+findings."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy.typing as npt
 from core.findings import Finding
 from core.heatmap import FrameHeatmap
 from inference.errors import Cancelled, InputNotApplicable, ModelError
+from inference.field_of_view import FieldOfView, detect_field_of_view
 from inference.frame_preprocess import resize_map, to_model_input
 from inference.manifest import Manifest, Task
 from inference.runtime import SESSIONS, ModelSession, SessionInfo
@@ -36,20 +39,35 @@ class FrameRef:
 
 @dataclass(frozen=True, eq=False)
 class FrameAssessment:
+    """What the model said about one frame. Every frame has a lesion probability, a heatmap
+    and a region, the uninformative ones included: stage 1 does not gate stage 2, it only keeps
+    uninformative frames out of the ranking and the findings (and says why they are dropped)."""
+
     ref: FrameRef
-    informative: bool
+    informative: bool  # stage 1: informative_probability >= the informative threshold
     informative_probability: float
-    lesion_probability: float | None  # None when stage 1 dropped the frame
+    lesion_probability: float
     heatmap: FrameHeatmap | None
     region: tuple[int, int, int, int] | None  # (row0, col0, row1, col1) on the frame, exclusive
     reason: str = ""  # why stage 1 dropped it
 
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.ref.sop_instance_uid
+
+    @property
+    def frame(self) -> int:
+        """1-based frame number within the instance."""
+        return self.ref.frame
+
 
 @dataclass(frozen=True, eq=False)
 class EndoscopyResult:
-    frames: list[FrameAssessment]  # input order
+    frames: list[FrameAssessment]  # input order, every frame
     ranked: list[FrameAssessment]  # informative frames, highest lesion probability first
-    findings: list[Finding]  # frames at or above the lesion threshold, ranked
+    # Candidates: informative frames at or above the manifest's lesion_threshold (its lowest
+    # operating point), ranked; the engine shows those at the chosen operating point.
+    findings: list[Finding]
     session: SessionInfo
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -82,6 +100,9 @@ def cam_region(cam: F32, fraction: float) -> tuple[int, int, int, int] | None:
     return min(rows), min(cols), max(rows) + 1, max(cols) + 1
 
 
+FIELD_OF_VIEW_MODES = ("crop-and-blank", "none")
+
+
 class EndoscopyClassifier:
     """Runs a `frame-classification-cam` model on RGB frames."""
 
@@ -94,6 +115,15 @@ class EndoscopyClassifier:
         self.batch = int(manifest.pre("batch"))
         self.mean = float(manifest.pre("mean"))
         self.std = float(manifest.pre("std"))
+        # Models since 2.0 see the field of view cropped and its outside blanked; older ones
+        # the whole frame. The heatmap is masked to the field of view either way.
+        mode = str(manifest.preprocessing.get("field_of_view", "none"))
+        if mode not in FIELD_OF_VIEW_MODES:
+            raise ModelError(
+                f"model {manifest.id}: preprocessing.field_of_view must be one of "
+                f"{', '.join(FIELD_OF_VIEW_MODES)}, not {mode!r}"
+            )
+        self.crop_to_field = mode == "crop-and-blank"
         spec = manifest.inputs[0]
         if spec.shape != (self.batch, 3, self.size, self.size):
             raise ModelError(
@@ -139,8 +169,12 @@ class EndoscopyClassifier:
                 raise Cancelled("cancelled")
             chunk = frames[start : start + self.batch]
             x = np.zeros((self.batch, 3, self.size, self.size), dtype=np.float32)
+            fovs: list[FieldOfView] = []
             for b, (rgb, _) in enumerate(chunk):
-                x[b] = to_model_input(rgb, self.size, self.mean, self.std)
+                fov = detect_field_of_view(rgb)
+                fovs.append(fov)
+                crop = fov if self.crop_to_field else None
+                x[b] = to_model_input(rgb, self.size, self.mean, self.std, crop)
             y = self.session.run({self.input_name: x})
             p_inf = y["informative_probability"][:, 0]
             p_les = y["lesion_probability"][:, 0]
@@ -149,37 +183,35 @@ class EndoscopyClassifier:
             bias = float(y["cam_bias"].reshape(-1)[0])
             for b, (rgb, ref) in enumerate(chunk):
                 informative = bool(p_inf[b] >= inf_thr)
-                if not informative:
-                    out.append(
-                        FrameAssessment(ref, False, float(p_inf[b]), None, None, None, _reason(rgb))
-                    )
-                    continue
-                # CAM: the classifier applied at each position of the last feature map; its
-                # spatial mean is the frame's lesion logit (global average pooling is linear).
-                logits = np.tensordot(w, feats[b], axes=(0, 0)) + bias
-                cam = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-                region = _frame_region(cam, frac, rgb.shape[0], rgb.shape[1])
+                p = float(p_les[b])
+                # CAM: the lesion classifier applied at each cell of the last feature map.
+                # The graph pools these cells into the frame's logit (their mean in 1.x,
+                # log-sum-exp since 2.0); the heatmap shows their shape, scaled to p.
+                logits = (np.tensordot(w, feats[b], axes=(0, 0)) + bias).astype(np.float32)
+                heat = heatmap_on_field(logits, p, fovs[b], cropped=self.crop_to_field)
+                region = _frame_region(heat, frac, fovs[b])
                 hm = FrameHeatmap(
-                    probabilities=cam,
+                    probabilities=heat,
                     sop_instance_uid=ref.sop_instance_uid,
                     frame=ref.frame,
                     model_id=m.id,
                     model_version=m.version,
                 )
-                out.append(FrameAssessment(ref, True, float(p_inf[b]), float(p_les[b]), hm, region))
+                reason = "" if informative else _reason(rgb)
+                out.append(
+                    FrameAssessment(ref, informative, float(p_inf[b]), p, hm, region, reason)
+                )
             if progress is not None:
                 done = min(n, start + self.batch)
                 progress(done / max(n, 1), f"frame {done}/{n}")
-        ranked = sorted(
-            (a for a in out if a.informative), key=lambda a: -(a.lesion_probability or 0.0)
-        )
+        ranked = sorted((a for a in out if a.informative), key=lambda a: -a.lesion_probability)
         findings = [
             Finding(
                 finding_id=f"{m.id}-{k + 1}",
                 model_id=m.id,
                 model_version=m.version,
                 series_instance_uid=a.ref.series_instance_uid,
-                probability=float(np.clip(a.lesion_probability or 0.0, 0.0, 1.0)),
+                probability=float(np.clip(a.lesion_probability, 0.0, 1.0)),
                 label=m.labels[0].name,
                 sop_instance_uid=a.ref.sop_instance_uid,
                 frame=a.ref.frame,
@@ -187,26 +219,43 @@ class EndoscopyClassifier:
                 attributes={"rank": k + 1},
             )
             for k, a in enumerate(ranked)
-            if (a.lesion_probability or 0.0) >= les_thr
+            if a.lesion_probability >= les_thr
         ]
         return EndoscopyResult(
             out, ranked, findings, self.session.info, {"total": time.perf_counter() - t0}
         )
 
 
-_REGION_GRID = 64  # the CAM is smoothed onto 64x64 before the region is traced
+def heatmap_on_field(cell_logits: F32, probability: float, fov: FieldOfView, cropped: bool) -> F32:
+    """The CAM on the field of view's grid (one value per `fov.step` pixels), 0 outside the
+    field, scaled to [0, probability].
+
+    Why scaled: the CAM's cells are logits around the frame's mean; shown raw, a frame at 1 %
+    risk can light up red somewhere. Min-max over the field keeps where the model looked, and
+    the frame's calibrated probability caps how hot it may look.
+    """
+    gr, gc = fov.mask.shape
+    a0, b0, a1, b1 = fov.box_cells if cropped else (0, 0, gr, gc)
+    grid = resize_map(cell_logits, a1 - a0, b1 - b0)
+    inside = fov.mask[a0:a1, b0:b1]
+    out = np.zeros((gr, gc), dtype=np.float32)
+    if not inside.any():
+        return out
+    vals = grid[inside]
+    lo, hi = float(vals.min()), float(vals.max())
+    rel = (grid - lo) / (hi - lo) if hi > lo else np.ones_like(grid)
+    out[a0:a1, b0:b1] = np.where(inside, np.float32(probability) * rel, 0.0)
+    return out
 
 
-def _frame_region(
-    cam: F32, fraction: float, rows: int, cols: int
-) -> tuple[int, int, int, int] | None:
-    """CAM region in frame pixels (exclusive ends)."""
-    box = cam_region(resize_map(cam, _REGION_GRID, _REGION_GRID), fraction)
+def _frame_region(heat: F32, fraction: float, fov: FieldOfView) -> tuple[int, int, int, int] | None:
+    """Region of the heatmap (on the field-of-view grid) in frame pixels, exclusive ends."""
+    box = cam_region(heat, fraction)
     if box is None:
         return None
     r0, c0, r1, c1 = box
-    sr, sc = rows / _REGION_GRID, cols / _REGION_GRID
-    return int(r0 * sr), int(c0 * sc), min(rows, round(r1 * sr)), min(cols, round(c1 * sc))
+    s = fov.step
+    return r0 * s, c0 * s, min(fov.rows, r1 * s), min(fov.columns, c1 * s)
 
 
 def _reason(rgb: U8) -> str:

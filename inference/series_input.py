@@ -1,5 +1,6 @@
 """Inputs for the engine: DICOM files grouped by series, CT series as Volumes (through
-core.loading), endoscopy instances as RGB frames, and phantoms as Volumes for tests."""
+core.loading), endoscopy instances as RGB frames (through core.frames), and phantoms as
+Volumes for tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy.typing as npt
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from core.frames import open_frames
 from core.loading import LoadError, load_series
 from core.volume import Volume
 from inference.endoscopy_classifier import FrameRef
@@ -80,32 +82,18 @@ def load_ct(series: SeriesFiles) -> Volume:
 
 def load_frames(series: SeriesFiles) -> list[tuple[U8, FrameRef]]:
     """RGB frames (uint8, (rows, cols, 3)) of every instance, multi-frame expanded, in
-    instance number order."""
-    items = []
-    for f in series.paths:
-        ds = pydicom.dcmread(f)
-        items.append((int(ds.get("InstanceNumber", 0) or 0), str(ds.SOPInstanceUID), ds))
-    items.sort(key=lambda t: t[0])
-    out: list[tuple[U8, FrameRef]] = []
-    for _, sop, ds in items:
-        try:
-            arr = ds.pixel_array
-        except Exception as exc:  # pydicom raises several types for undecodable pixels
-            raise InputNotApplicable(f"instance {sop}: pixels cannot be decoded ({exc})") from None
-        if str(ds.get("PhotometricInterpretation", "")) not in ("RGB", ""):
-            from pydicom.pixels.processing import convert_color_space
-
-            arr = convert_color_space(arr, str(ds.PhotometricInterpretation), "RGB")
-        n = int(ds.get("NumberOfFrames", 1) or 1)
-        frames = arr if n > 1 else arr[None]
-        for k, fr in enumerate(frames):
-            out.append(
-                (
-                    np.asarray(fr, dtype=np.uint8),
-                    FrameRef(series.series_instance_uid, sop, k + 1, series.modality),
-                )
-            )
-    return out
+    acquisition order, decoded by core.frames: the viewer's decoder, so the model sees the
+    pixels the reader sees (YBR JPEG converted once, palettes applied, >8-bit scaled)."""
+    try:
+        frames = open_frames(series.paths)
+        decoded = [frames.rgb(i) for i in range(len(frames))]
+    except LoadError as exc:  # FrameError included: it names the file and the frame
+        raise InputNotApplicable(f"series {series.series_instance_uid}: {exc}") from None
+    uid, modality = series.series_instance_uid, series.modality
+    return [
+        (rgb, FrameRef(uid, ref.key.sop_instance_uid, ref.key.frame_number, modality))
+        for rgb, ref in zip(decoded, frames, strict=True)
+    ]
 
 
 def volume_from_phantom(

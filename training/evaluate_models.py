@@ -1,10 +1,10 @@
 """Evaluate the exported reference models through Loupe's own inference code on synthetic data
 from seeds never used in training (>= 900000), and write the figures into the manifests.
 
-    .venv/bin/python training/evaluate_models.py --nodule-scans 16 --frames 800
+    .venv/bin/python training/evaluate_models.py --nodule-scans 16
 
 Nodules: LUNA16 FROC/CPM counting nodules >= 4 mm (smaller ones are ignored regions).
-Frames: per-frame lesion AUC over the frames stage 1 keeps, and over all informative frames.
+Endoscopy frames: training/evaluate_endoscopy.py (style A and B splits, operating points).
 """
 
 from __future__ import annotations
@@ -24,13 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from manifests import ENDOSCOPY, NODULE, write_manifest  # noqa: E402
 
 from core.synthetic.chest_ct import make_chest_ct  # noqa: E402
-from core.synthetic.endoscopy import make_endoscopy_frame  # noqa: E402
-from inference.endoscopy_classifier import EndoscopyClassifier, FrameRef  # noqa: E402
 from inference.errors import ModelError  # noqa: E402
 from inference.froc import Annotation, candidates_from_findings, froc  # noqa: E402
 from inference.manifest import load_manifest, verify_model_file  # noqa: E402
 from inference.nodule_detector import NoduleDetector  # noqa: E402
-from inference.roc import roc_auc  # noqa: E402
 from inference.series_input import volume_from_phantom  # noqa: E402
 
 MODELS = ROOT / "resources" / "models"
@@ -77,55 +74,6 @@ def eval_nodules(n: int, seed0: int = 900000) -> dict[str, object]:
     }
 
 
-def eval_frames(n: int, seed0: int = 900000) -> dict[str, object]:
-    clf = EndoscopyClassifier(load_manifest(MODELS / ENDOSCOPY["id"]))
-    rng = np.random.default_rng(seed0)
-    frames = []
-    truths = []
-    for k in range(n):
-        lesion = bool(rng.random() < 0.4)
-        informative = bool(rng.random() > 0.25)
-        img, t = make_endoscopy_frame(seed=seed0 + k, lesion=lesion, informative=informative)
-        frames.append((img, FrameRef("eval-es", f"eval-{k}", 1, "ES")))
-        truths.append(t)
-    t0 = time.perf_counter()
-    res = clf.assess(frames)
-    secs = time.perf_counter() - t0
-    kept = [(a, t) for a, t in zip(res.frames, truths, strict=True) if a.informative]
-    auc_kept = roc_auc([a.lesion_probability or 0.0 for a, _ in kept], [t.lesion for _, t in kept])
-    inf_auc = roc_auc(
-        [a.informative_probability for a in res.frames], [t.informative for t in truths]
-    )
-    stage1_acc = float(
-        np.mean([a.informative == t.informative for a, t in zip(res.frames, truths, strict=True)])
-    )
-    lesion_dropped = sum(
-        1
-        for a, t in zip(res.frames, truths, strict=True)
-        if t.lesion and t.informative and not a.informative
-    )
-    # Region check: CAM box overlaps the true lesion box.
-    hits = total = 0
-    for a, t in kept:
-        if t.lesion and t.informative and t.lesion_box and a.region:
-            total += 1
-            r0, c0, r1, c1 = a.region
-            q0, d0, q1, d1 = t.lesion_box
-            hits += int(r0 < q1 and q0 < r1 and c0 < d1 and d0 < c1)
-    thr = float(clf.manifest.dec("lesion_threshold"))
-    les_acc = float(np.mean([((a.lesion_probability or 0.0) >= thr) == t.lesion for a, t in kept]))
-    return {
-        "lesion_accuracy_at_threshold": les_acc,
-        "lesion_auc": auc_kept,
-        "informative_auc": inf_auc,
-        "stage1_accuracy": stage1_acc,
-        "informative_lesion_frames_dropped": lesion_dropped,
-        "region_overlap_rate": hits / max(total, 1),
-        "frames": n,
-        "frames_per_second_480px": n / secs,
-    }
-
-
 def _ensure_manifest(template: dict[str, object]) -> None:
     """A freshly exported model gets a manifest (without figures) so it can be loaded."""
     d = MODELS / str(template["id"])
@@ -140,7 +88,6 @@ def main() -> None:
     _ensure_manifest(ENDOSCOPY)
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodule-scans", type=int, default=16)
-    ap.add_argument("--frames", type=int, default=800)
     ap.add_argument("--write", action="store_true", help="write the metrics into the manifests")
     args = ap.parse_args()
     out: dict[str, object] = {}
@@ -169,31 +116,6 @@ def main() -> None:
                         "value": round(float(sens[1.0]), 4),
                         "data": data,
                     },
-                ],
-            )
-    if args.frames:
-        es = eval_frames(args.frames)
-        out["endoscopy"] = es
-        print(json.dumps(es, indent=2), flush=True)
-        if args.write:
-            data = (
-                f"{es['frames']} synthetic 480x480 frames, seeds 900000+, "
-                "40% lesion, 25% uninformative"
-            )
-            write_manifest(
-                MODELS / ENDOSCOPY["id"],
-                ENDOSCOPY,
-                [
-                    {
-                        "metric": "lesion AUC per frame (frames kept by stage 1)",
-                        "value": round(float(es["lesion_auc"]), 4),
-                        "data": data,
-                    },  # type: ignore[arg-type]
-                    {
-                        "metric": "informative-frame AUC (stage 1)",
-                        "value": round(float(es["informative_auc"]), 4),
-                        "data": data,
-                    },  # type: ignore[arg-type]
                 ],
             )
     (ROOT / "training" / "last_evaluation.json").write_text(json.dumps(out, indent=2) + "\n")

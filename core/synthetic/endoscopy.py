@@ -64,24 +64,32 @@ class _Frame:
     cols: int
     y: F32  # normalised coordinates: unit = half the shorter side, origin at the centre
     x: F32
-    rho: F32  # distance from the image centre
+    rho: F32  # distance from the origin
+    origin: tuple[float, float]  # pixel (row, col) of the origin
+    unit: float  # pixels per coordinate unit
 
     @staticmethod
-    def make(rows: int, cols: int) -> _Frame:
-        half = 0.5 * min(rows, cols)
-        y = ((np.arange(rows, dtype=np.float32) - (rows - 1) / 2.0) / half)[:, None]
-        x = ((np.arange(cols, dtype=np.float32) - (cols - 1) / 2.0) / half)[None, :]
+    def make(
+        rows: int, cols: int, origin: tuple[float, float] | None = None, unit: float | None = None
+    ) -> _Frame:
+        """Coordinates of a rows x cols grid; by default centred, unit = half the shorter
+        side (core.synthetic.endoscopy_domain places them on a field of view instead)."""
+        half = 0.5 * min(rows, cols) if unit is None else unit
+        oy, ox = ((rows - 1) / 2.0, (cols - 1) / 2.0) if origin is None else origin
+        y = ((np.arange(rows, dtype=np.float32) - oy) / half)[:, None]
+        x = ((np.arange(cols, dtype=np.float32) - ox) / half)[None, :]
         y2 = np.broadcast_to(y, (rows, cols)).astype(np.float32)
         x2 = np.broadcast_to(x, (rows, cols)).astype(np.float32)
-        return _Frame(rows, cols, y2, x2, np.sqrt(y2 * y2 + x2 * x2).astype(np.float32))
+        rho = np.sqrt(y2 * y2 + x2 * x2).astype(np.float32)
+        return _Frame(rows, cols, y2, x2, rho, (float(oy), float(ox)), float(half))
 
 
 def _tissue(
-    f: _Frame, rng: np.random.Generator, *, stomach: bool
+    f: _Frame, rng: np.random.Generator, *, stomach: bool, lumen_offset: float = 0.35
 ) -> tuple[F32, F32, F32, F32, tuple[float, float, float]]:
     """Mucosa colour (rows, cols, 3), illumination, fold ridge map, distance to lumen, lumen."""
     ang = rng.uniform(0.0, 2.0 * math.pi)
-    off = rng.uniform(0.0, 0.35)
+    off = rng.uniform(0.0, lumen_offset)
     ly, lx = off * math.sin(ang), off * math.cos(ang)
     lr = rng.uniform(0.08, 0.16) if not stomach else rng.uniform(0.15, 0.3)
     dy, dx = f.y - ly, f.x - lx
@@ -188,11 +196,11 @@ def _bubbles(
         dist = rng.uniform(0.0, 0.9)
         cy, cx = dist * math.sin(ang), dist * math.cos(ang)
         # Work on the bubble's bounding box only.
-        half = 0.5 * min(f.rows, f.cols)
-        r0 = max(0, int((cy - rad) * half + (f.rows - 1) / 2.0) - 1)
-        r1 = min(f.rows, int((cy + rad) * half + (f.rows - 1) / 2.0) + 2)
-        c0 = max(0, int((cx - rad) * half + (f.cols - 1) / 2.0) - 1)
-        c1 = min(f.cols, int((cx + rad) * half + (f.cols - 1) / 2.0) + 2)
+        half, (oy, ox) = f.unit, f.origin
+        r0 = max(0, int((cy - rad) * half + oy) - 1)
+        r1 = min(f.rows, int((cy + rad) * half + oy) + 2)
+        c0 = max(0, int((cx - rad) * half + ox) - 1)
+        c1 = min(f.cols, int((cx + rad) * half + ox) + 2)
         if r1 <= r0 or c1 <= c0:
             continue
         yy, xx = f.y[r0:r1, c0:c1] - cy, f.x[r0:r1, c0:c1] - cx

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pydicom.data
 import pytest
+from peers import require_tool
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
     ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
     MultiFrameTrueColorSecondaryCaptureImageStorage,
+    VLEndoscopicImageStorage,
     generate_uid,
 )
 
 from core.frames import FrameError, FrameKey, open_frames
 from core.loading import LoadError
-from core.synthetic.endoscopy import write_endoscopy_study
+from core.synthetic.endoscopy import make_endoscopy_frame, write_endoscopy_study
 
 TEST_FILES = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
 
@@ -109,3 +116,82 @@ def test_undecodable_frame_raises_frame_error_naming_file(tmp_path: Path) -> Non
     frames = open_frames([tmp_path / "short.dcm"])
     with pytest.raises(FrameError, match=r"short\.dcm: frame 2"):
         frames.rgb(1)
+
+
+# --- JPEG baseline (the format of almost every captured endoscopy still) against DCMTK ---
+
+
+def _vl_endoscopic(path: Path, rgb: np.ndarray, jpeg: bytes | None, photometric: str) -> None:
+    """A VL Endoscopic image: uncompressed RGB, or one baseline JPEG frame as given."""
+    ds = Dataset()
+    ds.SOPClassUID = VLEndoscopicImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "ES"
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = photometric
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if jpeg is None:
+        ds.PixelData = rgb.tobytes()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    else:
+        ds.PixelData = encapsulate([jpeg])
+        ds["PixelData"].VR = "OB"
+        ds.LossyImageCompression = "01"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _chroma_sampling(jpeg: bytes) -> tuple[int, int]:
+    """(horizontal, vertical) sampling factors of the first component, from the SOF0 marker:
+    (2, 1) is 4:2:2, (1, 1) is 4:4:4."""
+    i = jpeg.index(b"\xff\xc0")
+    hv = jpeg[i + 11]  # SOF0: length(2) precision(1) rows(2) cols(2) count(1) id(1) HV(1)
+    return hv >> 4, hv & 0x0F
+
+
+@pytest.mark.parametrize(
+    ("encoder", "chroma"),
+    [("pillow", "422"), ("pillow", "444"), ("dcmcjpeg", "422"), ("dcmcjpeg", "444")],
+)
+def test_jpeg_baseline_decodes_like_dcmdjpeg(tmp_path: Path, encoder: str, chroma: str) -> None:
+    """core.frames and DCMTK's dcmdjpeg decode the same JPEG baseline frame to the same RGB.
+
+    Tolerance: at most 3 levels per sample and 0.5 on average. Both decoders are libjpeg
+    (integer IDCT, 'fancy' triangular chroma upsampling; here they agree exactly); the
+    margin absorbs another libjpeg build (libjpeg-turbo SIMD or float IDCT), which differs
+    by rounding. Converting YBR to RGB twice, the bug this guards against, is off by ~60.
+    """
+    dcmcjpeg, dcmdjpeg = require_tool("dcmcjpeg"), require_tool("dcmdjpeg")
+    rgb, _ = make_endoscopy_frame(seed=5, rows=120, cols=160, lesion=True)
+    photometric = {"422": "YBR_FULL_422", "444": "YBR_FULL"}[chroma]
+    src = tmp_path / "jpeg.dcm"
+    if encoder == "pillow":
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=90, subsampling=int(chroma == "422"))
+        _vl_endoscopic(src, rgb, buf.getvalue(), photometric)
+    else:
+        _vl_endoscopic(tmp_path / "plain.dcm", rgb, None, "RGB")
+        flag = {"422": "+s2", "444": "+s4"}[chroma]
+        subprocess.run([dcmcjpeg, "+eb", flag, str(tmp_path / "plain.dcm"), str(src)], check=True)
+    ds = pydicom.dcmread(src)
+    assert ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert ds.PhotometricInterpretation == photometric
+    jpeg_bytes = next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert _chroma_sampling(jpeg_bytes) == {"422": (2, 1), "444": (1, 1)}[chroma]
+
+    subprocess.run([dcmdjpeg, str(src), str(tmp_path / "dcmtk.dcm")], check=True)
+    ref_ds = pydicom.dcmread(tmp_path / "dcmtk.dcm")
+    assert ref_ds.PhotometricInterpretation == "RGB" and ref_ds.PlanarConfiguration == 0
+    reference = np.frombuffer(ref_ds.PixelData, np.uint8).reshape(120, 160, 3).astype(int)
+    ours = open_frames([src]).rgb(0).astype(int)
+    diff = np.abs(ours - reference)
+    assert diff.max() <= 3 and diff.mean() <= 0.5, (diff.max(), diff.mean())
+    # And both are the frame that was compressed (lossy at quality 90: a few levels).
+    assert np.abs(ours - rgb.astype(int)).mean() < 4.0
