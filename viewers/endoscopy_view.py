@@ -64,7 +64,7 @@ class ReviewFrame:
     sop_instance_uid: str
     frame: int  # 1-based frame number within the instance
     rgb: npt.NDArray[np.uint8]  # (rows, cols, 3)
-    probability: float | None = None  # lesion risk from stage 2; None if not analysed
+    probability: float | None = None  # lesion risk from stage 2; None before the AI ran
     informative: bool | None = None  # stage 1 verdict; False: dropped as uninformative
     heatmap: FrameHeatmap | None = None
     region: Region | None = None
@@ -724,7 +724,9 @@ class EndoscopyReviewPanel(QWidget):
         if not ai:
             self.heatmap_pane.set_image(frame.rgb, None, "AI hidden")
         elif frame.dropped:
-            self.heatmap_pane.set_image(frame.rgb, None, "dropped by stage 1: not analysed")
+            self.heatmap_pane.set_image(
+                frame.rgb, None, "uninformative by stage 1: scored, never a finding"
+            )
         elif frame.heatmap is None:
             self.heatmap_pane.set_image(frame.rgb, region, "no heatmap")
         else:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.frames import open_frames
 from dicom_net.archive import LocalArchive, StudyRecord
 from dicom_net.nodes import LocalNode, RemoteNode
 from dicom_net.query import FindQuery, find
@@ -41,10 +42,18 @@ REMOTE_COLUMNS = ("Patient", "ID", "Date", "Description", "Mod", "Images")
 
 
 def thumbnail(path: str, size: int = 96) -> QPixmap:
-    """A small grey image of one instance (lung window for CT), or an empty pixmap."""
+    """A small image of one instance (lung window for CT; colour images through
+    core.frames, the decoder the viewer and the AI share), or an empty pixmap."""
     try:
-        ds = pydicom.dcmread(path)
-        arr = ds.pixel_array
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        colour = int(ds.get("SamplesPerPixel", 1) or 1) == 3 or (
+            str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR"
+        )
+        if colour:
+            arr = open_frames([path]).rgb(0)
+        else:
+            ds = pydicom.dcmread(path)
+            arr = ds.pixel_array
     except Exception:
         return QPixmap()
     if arr.ndim == 4 or (arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1):
