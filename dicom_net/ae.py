@@ -21,7 +21,8 @@ _config.UNRESTRICTED_STORAGE_SERVICE = True
 
 log = logging.getLogger(__name__)
 
-# 0 = no limit on the PDUs we receive: fewer, larger reads (measured faster, FIELD-NOTES).
+# 0 = no limit on the PDUs we receive: fewer, larger reads
+# (measured: a 100-slice C-MOVE took 0.73 s instead of 0.89 s).
 RECEIVE_MAX_PDU = 0
 # What we ask peers to accept from us: Orthanc and DCMTK top out at 128 KiB.
 SEND_MAX_PDU = 131072

