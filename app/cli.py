@@ -382,6 +382,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
                 reader=settings.user,
                 lung_rads=args.lung_rads,
                 allow_pending=args.allow_pending,
+                organization=settings.organization,
             )
             assert files.review_sr is not None
             out.parent.mkdir(parents=True, exist_ok=True)

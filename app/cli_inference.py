@@ -176,7 +176,11 @@ def cmd_analyze(settings: Any, args: argparse.Namespace) -> int:
             store = ReviewStore(settings.storage / "review.sqlite")
             store.remember_ai_findings(g.series_instance_uid, list(a.findings))
         if args.sr and a.findings:
-            path = _write_ai_sr(a, g, Path(args.sr), len(groups) > 1)
+            from app.reporting import installation_uid
+
+            path = _write_ai_sr(
+                a, g, Path(args.sr), len(groups) > 1, installation_uid(settings.storage)
+            )
             sr_files.append(path)
             if store is not None:
                 from app.reporting import keep_report
@@ -208,15 +212,21 @@ def cmd_analyze(settings: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_ai_sr(a: Any, g: Any, out: Path, several: bool) -> Path:
+def _write_ai_sr(a: Any, g: Any, out: Path, several: bool, device_uid: str) -> Path:
     """TID 1500 Comprehensive 3D SR of one series' findings, referencing its images."""
     import pydicom
 
     from core.reports.ai_sr import build_ai_sr
+    from core.uids import ai_result_uids
 
     if several:
         out = out.with_name(f"{out.stem}-{g.series_instance_uid}{out.suffix or '.dcm'}")
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in g.paths]
+    # Same series, model version and point: same UIDs, so a re-run or re-send does not
+    # duplicate the result on the PACS.
+    sr_series, sr_sop = ai_result_uids(
+        g.series_instance_uid, a.model.id, a.model.version, a.point.name
+    )
     sr = build_ai_sr(
         a.findings,
         source_images=headers,
@@ -224,6 +234,9 @@ def _write_ai_sr(a: Any, g: Any, out: Path, several: bool) -> Path:
         model_version=a.model.version,
         model_name=a.model.id,
         operating_point=(a.point.name, a.point.threshold),
+        device_uid=device_uid,
+        series_instance_uid=sr_series,
+        sop_instance_uid=sr_sop,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     sr.save_as(out)

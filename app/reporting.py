@@ -14,6 +14,34 @@ from core.review import ReviewStore
 from dicom_net.archive import LocalArchive
 from dicom_net.outbox import Outbox
 
+DEVICE_UID_FILE = "device-uid"  # beside the archive: this installation's Device Observer UID
+
+
+def installation_uid(storage: Path) -> str:
+    """This installation's Device Observer UID (TID 1004), made once and kept in the storage
+    folder: every report Loupe makes here names the same device, as a PACS and a registry
+    expect of one piece of equipment."""
+    import os
+    import uuid
+
+    path = Path(storage) / DEVICE_UID_FILE
+    try:
+        uid = path.read_text(encoding="ascii").strip()
+        if uid:
+            return uid
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"2.25.{uuid.uuid4().int}\n", encoding="ascii")
+    try:
+        os.link(tmp, path)  # first writer wins: two processes never get two UIDs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text(encoding="ascii").strip()
+
 
 class ReportError(Exception):
     """The report cannot be made (nothing reviewed, findings pending, no source images)."""
@@ -72,14 +100,18 @@ def ai_sr_of(
     """The series' AI result SR: the one already made, else a new one (kept in the archive),
     recording the operating point (name, threshold) the findings were shown at."""
     from core.reports.ai_sr import build_ai_sr
+    from core.uids import ai_result_uids
 
-    known = store.latest_report(series_uid, "ai")
-    inst = archive.instance(known) if known else None
-    if inst is not None and inst.path.exists():
-        return inst.path
     if not findings:
         raise ReportError(f"series {series_uid}: the AI reported no findings, no SR to write")
     f0 = findings[0]
+    known = store.latest_report(series_uid, "ai")
+    inst = archive.instance(known) if known else None
+    if inst is not None and inst.path.exists() and _made_by(inst.path, f0):
+        return inst.path
+    sr_series, sr_sop = ai_result_uids(
+        series_uid, f0.model_id, f0.model_version, operating_point[0] if operating_point else None
+    )
     sr = build_ai_sr(
         findings,
         source_images=source_headers(archive, series_uid),
@@ -87,11 +119,25 @@ def ai_sr_of(
         model_version=f0.model_version,
         model_name=f0.model_id,
         operating_point=operating_point,
+        device_uid=installation_uid(archive.root),
+        series_instance_uid=sr_series,
+        sop_instance_uid=sr_sop,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     sr.save_as(out)
     keep_report(archive, store, out, series_uid, "ai")
     return out
+
+
+def _made_by(path: Path, finding: Finding) -> bool:
+    """Whether the AI SR at `path` holds this model version's findings (its tracking UIDs)."""
+    from core.reports.read import read_findings
+
+    try:
+        _, found = read_findings(pydicom.dcmread(path))
+    except Exception:  # unreadable: make a new one
+        return False
+    return any(f.tracking_uid == finding.tracking_uid for f in found)
 
 
 def build_reports(
@@ -104,9 +150,11 @@ def build_reports(
     lung_rads: str | None = None,
     allow_pending: bool = False,
     operating_point: tuple[str, float] | None = None,
+    organization: str = "",
 ) -> ReportFiles:
-    """AI SR (as the model produced it) and the reviewer SR (verified by `reader`,
-    predecessor the AI SR, same tracking UIDs)."""
+    """AI SR (as the model produced it) and the reviewer SR (verified by `reader` of
+    `organization`, predecessor the AI SR, same tracking UIDs; both name this installation's
+    Device Observer UID)."""
     from core.reports.review_sr import build_review_sr
 
     reviewed = store.restore(series_uid)
@@ -131,7 +179,13 @@ def build_reports(
     )
     category = (lung_rads or suggest_lung_rads(reviewed).category) if ct else None
     review = build_review_sr(
-        reviewed, ai_sr=ai_ds, source_images=headers, reader_name=reader, lung_rads=category
+        reviewed,
+        ai_sr=ai_ds,
+        source_images=headers,
+        reader_name=reader,
+        lung_rads=category,
+        organization=organization,
+        device_uid=installation_uid(archive.root),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     review_path = out_dir / "review-sr.dcm"

@@ -53,6 +53,11 @@ class Settings:
     def nodes_by_name(self) -> dict[str, RemoteNode]:
         return {n.name: n for n in self.nodes}
 
+    @property
+    def organization(self) -> str:
+        """The readers' organisation ([report] organization), named in signed reports."""
+        return str(self.extra.get("report", {}).get("organization", ""))
+
     def node_for_ae(self, ae_title: str) -> str | None:
         for n in self.nodes:
             if n.ae_title == ae_title:
@@ -214,8 +219,14 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
     _unknown_keys(inference_t, {"analyze_on_open"}, "[inference]")
     _expect(inference_t, "analyze_on_open", bool, "inference", True)
     report_t = _expect(data, "report", dict, "settings", default={})
-    _unknown_keys(report_t, {"destination"}, "[report]")
+    _unknown_keys(report_t, {"destination", "organization"}, "[report]")
     destination = _expect(report_t, "destination", str, "report", None)
+    organization = _expect(report_t, "organization", str, "report", "")
+    if len(organization) > 64:
+        raise SettingsError(
+            f"report.organization is {len(organization)} characters: DICOM allows 64 "
+            "(Verifying Organization, LO)"
+        )
     if destination is not None and destination not in seen:
         raise SettingsError(
             f"report.destination = {destination!r} is not a configured node "

@@ -748,6 +748,8 @@ class Workstation(QMainWindow):
                 "Sign and send",
                 f"{pending} finding(s) are still pending. Sign anyway (they are reported as "
                 "not reviewed)?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,  # Enter does not sign an unfinished review
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
@@ -777,6 +779,7 @@ class Workstation(QMainWindow):
                 reader=self.settings.user,
                 lung_rads=category,
                 allow_pending=True,
+                organization=self.settings.organization,
                 operating_point=(
                     None
                     if self.analysis is None

@@ -55,6 +55,13 @@ CREATE TABLE IF NOT EXISTS key_images (
     user TEXT NOT NULL,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS superseded (
+    series_instance_uid TEXT NOT NULL,
+    model TEXT NOT NULL,              -- "model_id version" whose review this was
+    kind TEXT NOT NULL,               -- "ai_finding", "decision" or "report"
+    row TEXT NOT NULL,                -- the row as it was (JSON)
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -85,6 +92,18 @@ def finding_from_json(text: str) -> Finding:
     return Finding(**d)
 
 
+def _same_place(a: Finding, b: Finding) -> bool:
+    """Whether two findings mark the same lesion: CT centres within max(5 mm, a's radius);
+    frames the same image and frame."""
+    if a.center_mm is not None and b.center_mm is not None:
+        d = sum((p - q) ** 2 for p, q in zip(a.center_mm, b.center_mm, strict=True)) ** 0.5
+        return d <= max(5.0, 0.5 * (a.diameter_mm or 0.0))
+    return a.sop_instance_uid is not None and (a.sop_instance_uid, a.frame) == (
+        b.sop_instance_uid,
+        b.frame,
+    )
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     at: str
@@ -113,15 +132,149 @@ class ReviewStore:
         return db
 
     def remember_ai_findings(self, series_uid: str, findings: list[Finding]) -> None:
-        """Keep the AI's output as produced (first analysis wins; a re-run adds new ids)."""
+        """Keep the AI's output as produced. The review belongs to the analysis it reviewed:
+        a re-run of the same model version finds its findings already there (same ids and
+        tracking UIDs) and keeps the review; another version of the model starts a new review
+        (`_supersede`), the old one kept in the `superseded` table."""
         db = self._db()
         with db:
             db.execute("BEGIN IMMEDIATE")
+            for model_id, version in dict.fromkeys((f.model_id, f.model_version) for f in findings):
+                self._supersede(db, series_uid, model_id, version, findings)
             db.executemany(
                 "INSERT OR IGNORE INTO ai_findings VALUES (?, ?, ?)",
                 [(series_uid, f.finding_id, finding_to_json(f)) for f in findings],
             )
             db.execute("INSERT INTO analyses VALUES (?, ?, ?)", (series_uid, len(findings), _now()))
+
+    def _supersede(
+        self,
+        db: sqlite3.Connection,
+        series_uid: str,
+        model_id: str,
+        version: str,
+        new: list[Finding],
+    ) -> None:
+        """Inside a transaction: if the series holds another version's findings of this
+        model, move them, their decisions and the series' reports to `superseded`, and carry
+        each decided AI finding's decision over to the new finding at the same place (CT:
+        centres within max(5 mm, its radius); frames: same image and frame) and every
+        reader-added finding as it was. Each carried decision says where it came from."""
+        old_rows = [
+            (fid, text)
+            for fid, text in db.execute(
+                "SELECT finding_id, finding FROM ai_findings WHERE series_instance_uid=?",
+                (series_uid,),
+            )
+        ]
+        old = {fid: finding_from_json(text) for fid, text in old_rows}
+        stale = {
+            fid for fid, f in old.items() if f.model_id == model_id and f.model_version != version
+        }
+        if not stale:
+            return
+        old_version = old[next(iter(stale))].model_version
+        at = _now()
+        tag = f"{model_id} {old_version}"
+        latest: dict[str, tuple[Finding, str]] = {}
+        for fid, text, user in db.execute(
+            "SELECT finding_id, finding, user FROM decisions WHERE series_instance_uid=? "
+            "ORDER BY id",
+            (series_uid,),
+        ):
+            latest[fid] = (finding_from_json(text), user)
+        moved: list[tuple[str, str, str, str, str]] = [
+            (series_uid, tag, "ai_finding", text, at) for fid, text in old_rows if fid in stale
+        ]
+        for row in db.execute(
+            "SELECT id, finding_id, finding, status, user, at FROM decisions "
+            "WHERE series_instance_uid=?",
+            (series_uid,),
+        ):
+            moved.append((series_uid, tag, "decision", json.dumps(list(row)), at))
+        for row in db.execute(
+            "SELECT kind, sop_instance_uid, at FROM reports WHERE series_instance_uid=?",
+            (series_uid,),
+        ):
+            moved.append((series_uid, tag, "report", json.dumps(list(row)), at))
+        db.executemany("INSERT INTO superseded VALUES (?, ?, ?, ?, ?)", moved)
+        db.execute(
+            "DELETE FROM ai_findings WHERE series_instance_uid=? AND finding_id IN "
+            f"({','.join('?' * len(stale))})",
+            (series_uid, *stale),
+        )
+        db.execute("DELETE FROM decisions WHERE series_instance_uid=?", (series_uid,))
+        db.execute("DELETE FROM reports WHERE series_instance_uid=?", (series_uid,))
+        carried = 0
+        taken: set[str] = set()
+        for f in new:
+            if f.model_id != model_id:
+                continue
+            match = next(
+                (
+                    d
+                    for fid, (d, _) in latest.items()
+                    if fid in stale
+                    and fid not in taken
+                    and d.status is not ReviewStatus.PENDING
+                    and _same_place(d, f)
+                ),
+                None,
+            )
+            if match is None:
+                continue
+            taken.add(match.finding_id)
+            user = latest[match.finding_id][1]
+            note = (
+                f"carried over from {match.finding_id} ({tag}, tracking UID {match.tracking_uid})"
+            )
+            changes: dict[str, Any] = {"status": match.status, "comment": match.comment}
+            if match.status is ReviewStatus.MODIFIED:
+                changes.update(center_mm=match.center_mm, diameter_mm=match.diameter_mm)
+            self._insert_decision(db, series_uid, replace(f, **changes), user, at, note)
+            carried += 1
+        for fid, (d, user) in latest.items():
+            if d.status is ReviewStatus.ADDED and fid not in old:
+                self._insert_decision(db, series_uid, d, user, at, f"carried over ({tag})")
+                carried += 1
+        db.execute(
+            "INSERT INTO audit(at, user, action, series_instance_uid, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                at,
+                "loupe",
+                "new review",
+                series_uid,
+                f"{model_id} {version} replaces {old_version}: {len(stale)} findings and their "
+                f"review kept as superseded; {carried} decision(s) carried over",
+            ),
+        )
+
+    @staticmethod
+    def _insert_decision(
+        db: sqlite3.Connection, series_uid: str, f: Finding, user: str, at: str, note: str
+    ) -> None:
+        db.execute(
+            "INSERT INTO decisions(series_instance_uid, finding_id, finding, status, user, "
+            "at) VALUES (?, ?, ?, ?, ?, ?)",
+            (series_uid, f.finding_id, finding_to_json(f), f.status.value, user, at),
+        )
+        db.execute(
+            "INSERT INTO audit(at, user, action, series_instance_uid, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (at, user, f"finding {f.status.value}", series_uid, f"{f.finding_id}: {note}"),
+        )
+
+    def superseded(self, series_uid: str) -> list[tuple[str, str, dict[str, Any] | list[Any]]]:
+        """(model, kind, row) of every superseded row of the series, oldest first."""
+        return [
+            (model, kind, json.loads(row))
+            for model, kind, row in self._db().execute(
+                "SELECT model, kind, row FROM superseded WHERE series_instance_uid=? "
+                "ORDER BY rowid",
+                (series_uid,),
+            )
+        ]
 
     def record(self, series_uid: str, finding: Finding, user: str) -> None:
         db = self._db()

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from core.findings import Finding
 from core.heatmap import FrameHeatmap
+from core.uids import tracking_uid
 from inference.errors import Cancelled, InputNotApplicable, ModelError
 from inference.field_of_view import FieldOfView, detect_field_of_view
 from inference.frame_preprocess import resize_map, to_model_input
@@ -208,6 +209,9 @@ class EndoscopyClassifier:
         findings = [
             Finding(
                 finding_id=f"{m.id}-{k + 1}",
+                tracking_uid=tracking_uid(
+                    a.ref.series_instance_uid, m.id, m.version, f"{m.id}-{k + 1}"
+                ),
                 model_id=m.id,
                 model_version=m.version,
                 series_instance_uid=a.ref.series_instance_uid,

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from core.findings import Finding
 from core.heatmap import ProbabilityVolume
+from core.uids import tracking_uid
 from core.volume import Volume
 from inference.ct_preprocess import resample_isotropic, window
 from inference.errors import InputNotApplicable, ModelError
@@ -294,7 +295,8 @@ class NoduleDetector:
             k = int(np.clip(np.rint(volume.world_to_index(xyz)[0]), 0, volume.shape[0] - 1))
             findings.append(
                 Finding(
-                    finding_id=f"{m.id}-{len(findings) + 1}",
+                    finding_id=(fid := f"{m.id}-{len(findings) + 1}"),
+                    tracking_uid=tracking_uid(volume.series_instance_uid, m.id, m.version, fid),
                     model_id=m.id,
                     model_version=m.version,
                     series_instance_uid=volume.series_instance_uid,

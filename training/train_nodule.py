@@ -208,11 +208,172 @@ def randomise_scan(
     return x
 
 
+def _boundary_points(
+    lung: np.ndarray, rng: np.random.Generator, n: int, spacing: tuple[float, float, float],
+    medial: bool = False,
+) -> list[np.ndarray]:
+    """Up to n points (voxel z, y, x, float) just inside the lung surface, found by marching
+    in-plane from random lung voxels; `medial` marches towards the body's midline (hila)."""
+    pts = []
+    zs, ys, xs = np.nonzero(lung[:: max(1, lung.shape[0] // 60)])
+    if len(zs) == 0:
+        return pts
+    step_z = max(1, lung.shape[0] // 60)
+    mid_x = lung.shape[2] / 2.0
+    for _ in range(n * 4):
+        if len(pts) >= n:
+            break
+        i = int(rng.integers(len(zs)))
+        q = np.array([zs[i] * step_z, ys[i], xs[i]], dtype=np.float64)
+        if medial:
+            d = np.array([0.0, rng.uniform(-0.5, 0.5), 1.0 if q[2] < mid_x else -1.0])
+        elif rng.random() < 0.5:  # posterior, where ribs meet the spine
+            a = rng.uniform(0.15 * math.pi, 0.85 * math.pi)
+            d = np.array([0.0, math.sin(a), math.cos(a)])
+        else:
+            a = rng.uniform(0.0, 2.0 * math.pi)
+            d = np.array([0.0, math.sin(a), math.cos(a)])
+        d /= np.linalg.norm(d)
+        for _ in range(2000):
+            nq = q + d
+            k, j, ii = np.rint(nq).astype(int)
+            if not (0 <= j < lung.shape[1] and 0 <= ii < lung.shape[2]) or not lung[k, j, ii]:
+                break
+            q = nq
+        else:
+            continue
+        pts.append(q)
+    return pts
+
+
+def _paint_capsule(
+    x: np.ndarray,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    r_mm: float,
+    hu: float,
+    spacing: tuple[float, float, float],
+) -> None:
+    """Set voxels within r_mm of the segment p0-p1 (voxel coordinates) to hu, in place, with a
+    one-voxel linear edge (partial volume)."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    lo = np.floor(np.minimum(p0, p1) - r_mm / sp - 2).astype(int)
+    hi = np.ceil(np.maximum(p0, p1) + r_mm / sp + 2).astype(int)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, np.array(x.shape) - 1)
+    if np.any(hi <= lo):
+        return
+    g = np.meshgrid(*[np.arange(lo[a], hi[a] + 1) for a in range(3)], indexing="ij")
+    pts = np.stack([gi.astype(np.float64) for gi in g], axis=-1) * sp
+    a, b = p0 * sp, p1 * sp
+    ab = b - a
+    t = np.clip(((pts - a) @ ab) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+    d = np.linalg.norm(pts - (a + t[..., None] * ab), axis=-1)
+    w = np.clip(r_mm + 0.5 * sp[1] - d, 0.0, sp[1]) / sp[1]
+    sl = tuple(slice(lo[i], hi[i] + 1) for i in range(3))
+    x[sl] = x[sl] * (1.0 - w) + hu * w
+
+
+def add_confounders(
+    x: np.ndarray,
+    lung: np.ndarray,
+    spacing: tuple[float, float, float],
+    nodules_vox: np.ndarray,
+    nodule_radii_mm: np.ndarray,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Paint structures that are not nodules where a detector meets them on clinical scans,
+    in place (HU, phantom resolution), and return their centres (voxel z, y, x):
+    - ribs and costovertebral joints that run along and into the lung surface (bone,
+      150-600 HU, 3-6 mm thick, 20-70 mm long, mostly in-plane and posterior);
+    - large hilar vessels and bronchial walls entering the lung from the mediastinum
+      (5-10 mm calibre, 30-60 HU, or 150-350 HU with contrast).
+    The training generator puts its ribs in the chest wall behind muscle and its hila in the
+    mediastinum, so a model trained on it alone calls these elongated bright structures
+    nodules on scans made otherwise. They are kept 12 mm clear of every nodule."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    centres: list[np.ndarray] = []
+
+    def clear(p0: np.ndarray, p1: np.ndarray, r: float) -> bool:
+        if len(nodules_vox) == 0:
+            return True
+        for t in np.linspace(0.0, 1.0, 9):
+            q = (p0 + t * (p1 - p0)) * sp
+            d = np.linalg.norm(nodules_vox * sp - q, axis=1) - nodule_radii_mm
+            if np.any(d < r + 12.0):
+                return False
+        return True
+
+    n_ribs = int(rng.integers(2, 9))
+    for q in _boundary_points(lung, rng, n_ribs, spacing):
+        r = float(rng.uniform(1.5, 3.0))
+        length = float(rng.uniform(20.0, 70.0))
+        inward = np.array([0.0, x.shape[1] / 2.0 - q[1], x.shape[2] / 2.0 - q[2]])
+        inward /= max(float(np.linalg.norm(inward)), 1e-6)
+        if rng.random() < 0.7:  # along the surface, as ribs run
+            d = np.array([rng.uniform(-0.3, 0.3), -inward[2], inward[1]])
+        else:
+            a = rng.uniform(0.0, 2.0 * math.pi)
+            d = np.array([rng.uniform(-0.3, 0.3), math.sin(a), math.cos(a)])
+        d /= np.linalg.norm(d)
+        depth = float(rng.uniform(-1.0, 4.0))  # mm of the rib inside the lung surface
+        c = q  # on the surface; shift along the inward normal is approximated by the march
+        p0 = c - d * (length / 2.0) / sp
+        p1 = c + d * (length / 2.0) / sp
+        if depth > 0:
+            p0 = p0 + inward * depth / sp
+            p1 = p1 + inward * depth / sp
+        if not clear(p0, p1, r):
+            continue
+        _paint_capsule(x, p0, p1, r, float(rng.uniform(150.0, 600.0)), spacing)
+        centres.append(0.5 * (p0 + p1))
+    n_hila = int(rng.integers(1, 5))
+    for q in _boundary_points(lung, rng, n_hila, spacing, medial=True):
+        r = float(rng.uniform(2.5, 5.0))
+        length = float(rng.uniform(25.0, 60.0))
+        inward = np.array(
+            [rng.uniform(-0.4, 0.4), rng.uniform(-0.5, 0.5), -1.0 if q[2] < x.shape[2] / 2 else 1.0]
+        )
+        inward /= np.linalg.norm(inward)
+        p0 = q - inward * 10.0 / sp
+        p1 = q + inward * (length - 10.0) / sp
+        if not clear(p0, p1, r):
+            continue
+        hu = float(rng.uniform(150.0, 350.0)) if rng.random() < 0.4 else float(
+            rng.uniform(30.0, 60.0)
+        )
+        _paint_capsule(x, p0, p1, r, hu, spacing)
+        centres.append(q + inward * 8.0 / sp)
+    # Fissures: thin oblique sheets (-750..-450 HU, about 1 mm) across a lung; perifissural
+    # nodules sit on them and must stay nodules, the sheets themselves are not.
+    for _ in range(int(rng.integers(0, 3))):
+        zs, ys, xs = np.nonzero(lung[:: max(1, lung.shape[0] // 40), ::8, ::8])
+        if len(zs) == 0:
+            break
+        i = int(rng.integers(len(zs)))
+        c = np.array([zs[i] * max(1, lung.shape[0] // 40), ys[i] * 8, xs[i] * 8]) * sp
+        n = np.array([rng.uniform(0.5, 1.0), rng.uniform(-1.0, 1.0), rng.uniform(-0.3, 0.3)])
+        n /= np.linalg.norm(n)
+        hu = float(rng.uniform(-750.0, -450.0))
+        half = float(rng.uniform(0.4, 0.8))
+        for k in range(x.shape[0]):
+            zk = k * sp[0]
+            # signed distance of the in-plane grid to the plane, one slice at a time
+            dy = np.arange(x.shape[1])[:, None] * sp[1] - c[1]
+            dx = np.arange(x.shape[2])[None, :] * sp[2] - c[2]
+            dist = np.abs(n[0] * (zk - c[0]) + n[1] * dy + n[2] * dx)
+            m = (dist < half) & lung[k]
+            if m.any():
+                x[k][m] = np.maximum(x[k][m], hu)
+    return centres
+
+
 def make_case(
     seed: int,
     miner: NoduleDetector | None = None,
     hard_weight: float = 1.0,
     small_hard_weight: float = 0.0,
+    confounders_on: bool = False,
 ) -> dict[str, np.ndarray]:
     """One training phantom at 2 mm with its targets; `miner` (a detector on the previous
     model, edge margin 0) adds its false-positive peaks as hard negatives. Nodule patches are
@@ -234,7 +395,23 @@ def make_case(
         min_nodule_mm=3.0,
         max_nodule_mm=30.0,
     )
-    hu = randomise_scan(ph.hu, dz, ph.lung_mask, rng)
+    x0, y0, z0 = ph.origin_mm
+    nod_vox = np.array(
+        [
+            [(n.center_mm[2] - z0) / dz, (n.center_mm[1] - y0) / ph.spacing_mm[1],
+             (n.center_mm[0] - x0) / ph.spacing_mm[2]]
+            for n in ph.nodules
+        ]
+    ).reshape(-1, 3)
+    nod_r = np.array([n.diameter_mm / 2.0 for n in ph.nodules]).reshape(-1)
+    raw = ph.hu.astype(np.float32)
+    confounders = (
+        add_confounders(raw, ph.lung_mask, ph.spacing_mm, nod_vox, nod_r, rng)
+        if confounders_on
+        else []
+    )
+    hu = randomise_scan(raw, dz, ph.lung_mask, rng)
+    del raw
     vol = volume_from_phantom(hu, ph.spacing_mm, ph.origin_mm)
     rs = resample_isotropic(vol, SPACING_MM, antialias=True)
     del hu, vol
@@ -301,6 +478,13 @@ def make_case(
         res = miner.detect(vfp(ph.hu, ph.spacing_mm, ph.origin_mm, f"train-{seed}"))
         pts = np.array([inv[:3, :3] @ np.array(f.center_mm) + inv[:3, 3] for f in res.findings])
         hard = far(pts.reshape(-1, 3))
+    if confounders:
+        mm = [
+            np.array([x0 + c[2] * ph.spacing_mm[2], y0 + c[1] * ph.spacing_mm[1], z0 + c[0] * dz])
+            for c in confounders
+        ]
+        pts = np.array([inv[:3, :3] @ p + inv[:3, 3] for p in mm])
+        hard = np.concatenate([hard.reshape(-1, 3), far(pts.reshape(-1, 3))])
     return {
         "x": x,
         "lung_factor": np.array(seg.factor),
@@ -429,6 +613,12 @@ def main() -> None:
         default=0.0,
         help="further extra weight when such a nodule is also <= 8 mm",
     )
+    ap.add_argument(
+        "--confounders",
+        action="store_true",
+        help="paint ribs along the lung surface and large hilar vessels (add_confounders) "
+        "and train on them as negatives",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -442,7 +632,13 @@ def main() -> None:
         at = dataclasses.replace(man.applies_to, pixel_spacing_mm=None, slice_spacing_mm=None)
         miner = NoduleDetector(dataclasses.replace(man, decoding=dec, applies_to=at))
     cases = [
-        make_case(args.first_seed + s, miner, args.hard_weight, args.small_hard_weight)
+        make_case(
+            args.first_seed + s,
+            miner,
+            args.hard_weight,
+            args.small_hard_weight,
+            confounders_on=args.confounders,
+        )
         for s in range(args.cases)
     ]
     n_hard = sum(len(c["hard"]) for c in cases)

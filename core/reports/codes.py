@@ -44,6 +44,10 @@ STATUS_VALUES: dict[ReviewStatus, Code] = {
     ReviewStatus.MODIFIED: _loupe("MODIFIED", "Modified by reader"),
     ReviewStatus.ADDED: _loupe("ADDED", "Added by reader"),
 }
+# The Finding (DCM 121071) of the reviewer SR's group for an AI finding the reader rejected:
+# a TID 1501 group with no image region and no size, so that no TID 1500 reader shows it as a
+# nodule or lesion, which still carries the AI finding's Tracking UID (see CODES.md).
+REJECTED_AI_FINDING = _loupe("AI-REJECTED", "AI finding rejected by reader")
 NODULE_CONSISTENCY = _loupe("CONSISTENCY", "Nodule consistency")
 CONSISTENCY_VALUES: dict[str, Code] = {
     "solid": _loupe("SOLID", "Solid"),

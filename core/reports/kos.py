@@ -24,7 +24,19 @@ def key_images(
     findings: Sequence[Finding], images: SourceImages, *, min_frame_probability: float
 ) -> list[pydicom.Dataset]:
     """Referenced images in finding order, each once."""
-    chosen: dict[str, pydicom.Dataset] = {}
+    return list(_chosen(findings, images, min_frame_probability).keys_ds.values())
+
+
+class _Chosen:
+    def __init__(self) -> None:
+        self.keys_ds: dict[str, pydicom.Dataset] = {}
+        self.frames: dict[str, list[int]] = {}  # multi-frame instances: the chosen frames
+
+
+def _chosen(
+    findings: Sequence[Finding], images: SourceImages, min_frame_probability: float
+) -> _Chosen:
+    out = _Chosen()
     for f in findings:
         if f.status is ReviewStatus.REJECTED:
             continue
@@ -34,8 +46,26 @@ def key_images(
             ds = images.get(f.sop_instance_uid)
         else:
             continue
-        chosen.setdefault(str(ds.SOPInstanceUID), ds)
-    return list(chosen.values())
+        uid = str(ds.SOPInstanceUID)
+        out.keys_ds.setdefault(uid, ds)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1 and f.frame is not None:
+            frames = out.frames.setdefault(uid, [])
+            if f.frame not in frames:
+                frames.append(f.frame)
+    return out
+
+
+def _add_frame_numbers(kos: pydicom.Dataset, frames: dict[str, list[int]]) -> None:
+    """Referenced Frame Number (0008,1160) on each IMAGE item of a multi-frame instance: the
+    key frames of an endoscopy clip, not the whole clip (TID 2010 IMAGE items are TID 300
+    image references, whose Referenced SOP Sequence item may list frames)."""
+    for item in kos.get("ContentSequence", []):
+        if item.get("ValueType") != "IMAGE":
+            continue
+        ref = item.ReferencedSOPSequence[0]
+        chosen = frames.get(str(ref.ReferencedSOPInstanceUID))
+        if chosen:
+            ref.ReferencedFrameNumber = sorted(chosen) if len(chosen) > 1 else chosen[0]
 
 
 def build_kos(
@@ -56,7 +86,8 @@ def build_kos(
     """A KOS "Of Interest" referencing the key images; the reader as person observer when
     given, else Loupe as device observer."""
     images = SourceImages(source_images)
-    keys = key_images(findings, images, min_frame_probability=min_frame_probability)
+    chosen = _chosen(findings, images, min_frame_probability)
+    keys = list(chosen.keys_ds.values())
     if not keys:
         raise ValueError("no key image: every finding was rejected or below the threshold")
     person = device = None
@@ -81,7 +112,7 @@ def build_kos(
         observer_device_context=device,
         description=description,
     )
-    return hd.ko.KeyObjectSelectionDocument(
+    kos = hd.ko.KeyObjectSelectionDocument(
         evidence=keys,
         content=content,
         series_instance_uid=series_instance_uid or hd.UID(),
@@ -90,3 +121,5 @@ def build_kos(
         instance_number=instance_number,
         manufacturer=manufacturer,
     )
+    _add_frame_numbers(kos, chosen.frames)
+    return kos

@@ -6,7 +6,8 @@ TID 1410 (planar ROI) with a closed POLYLINE rectangle (SCOORD, pixel column/row
 referenced frame, Lesion in Esophagus. Both carry the finding's Tracking UID and id, the
 algorithm (TID 4019) and the AI's certainty as Certainty of Finding (DCM 111012) in percent.
 A finding the reader modified keeps the algorithm on its certainty only: its ROI and size are
-the reader's.
+the reader's. A finding the reader rejected is, in the reviewer SR, a TID 1501 group with no
+ROI and no size whose Finding is "AI finding rejected by reader" (`rejected_group`).
 """
 
 from __future__ import annotations
@@ -202,18 +203,55 @@ def frame_group(
     return group
 
 
+def rejected_group(
+    f: Finding, options: GroupOptions
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """An AI finding the reader rejected, as the reviewer SR records it: a TID 1501 group
+    (no image region, no size) whose Finding is "AI finding rejected by reader", with the AI
+    finding's Tracking UID and identifier, the AI's certainty (its algorithm named) and the
+    reader's comment. Nothing in it says nodule or lesion, and nothing in it can be drawn, so a
+    standard TID 1500 reader lists it as what it is and never as a nodule."""
+    algorithm = algorithm_of(f, options.manufacturer, options.algorithm_parameters)
+    measurements = []
+    if algorithm is not None:
+        measurements.append(
+            hd.sr.Measurement(
+                name=c.CERTAINTY_OF_FINDING,
+                value=round(100.0 * f.probability, 4),
+                unit=c.PERCENT,
+                algorithm_id=algorithm,
+            )
+        )
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(f),
+        finding_type=c.REJECTED_AI_FINDING,
+        measurements=measurements or None,
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(c.REVIEW_STATUS, c.STATUS_VALUES[ReviewStatus.REJECTED])
+        ],
+    )
+    _add_comment(group, f, options)
+    return group
+
+
 def groups_for(
     findings: Sequence[Finding], images: SourceImages, options: GroupOptions
 ) -> list[
     hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
     | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.MeasurementsAndQualitativeEvaluations
 ]:
+    """One group per finding in order; in the reviewer SR (`with_status`) a rejected AI
+    finding gets a `rejected_group`, never a nodule or lesion group."""
     out: list[
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = []
     for f in findings:
-        if f.center_mm is not None:
+        if options.with_status and f.status is ReviewStatus.REJECTED:
+            out.append(rejected_group(f, options))
+        elif f.center_mm is not None:
             out.append(ct_group(f, images, options))
         else:
             out.append(frame_group(f, images, options))

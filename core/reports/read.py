@@ -60,7 +60,7 @@ class ReadFinding:
     tracking_identifier: str | None
     finding_type: str | None  # code meaning
     finding_site: str | None
-    graphic_type: str | None
+    graphic_type: str | None = None  # None: no region (a rejected AI finding)
     center_mm: tuple[float, float, float] | None = None  # LPS, from SCOORD3D
     frame_of_reference_uid: str | None = None
     sop_instance_uid: str | None = None  # 2-D region's image (SCOORD)
@@ -157,7 +157,15 @@ def _geometry(group: Dataset) -> dict[str, object]:
     return out
 
 
-def _group_finding(group: _Group) -> ReadFinding:
+def _is_rejected_group(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> bool:
+    finding = group.finding_type
+    return finding is not None and (finding.value, finding.scheme_designator) == (
+        c.REJECTED_AI_FINDING.value,
+        c.SCHEME,
+    )
+
+
+def _group_finding(group: _Group | hd.sr.MeasurementsAndQualitativeEvaluations) -> ReadFinding:
     root = group[0]
     measurements: dict[str, tuple[float, str]] = {}
     diameter = probability = None
@@ -196,7 +204,7 @@ def _group_finding(group: _Group) -> ReadFinding:
         elif name[0] == _ALGORITHM_VERSION and algo_version is None:
             algo_version = str(item.TextValue)
     finding_type = group.finding_type
-    sites = group.finding_sites
+    sites = getattr(group, "finding_sites", None) or []
     geometry = _geometry(root)
     return ReadFinding(
         tracking_uid=None if group.tracking_uid is None else str(group.tracking_uid),
@@ -246,17 +254,22 @@ def _first_image(group: Dataset) -> str | None:
 
 
 def read_findings(sr: pydicom.Dataset) -> tuple[Producer, list[ReadFinding]]:
-    """The producer and the measurement groups (planar and volumetric ROIs) of a TID 1500 SR."""
+    """The producer and the measurement groups of a TID 1500 SR: planar and volumetric ROIs,
+    then the AI findings a Loupe reviewer rejected (status REJECTED, no location)."""
     report = hd.sr.MeasurementReport.from_sequence([sr])
     groups: list[_Group] = [
         *report.get_volumetric_roi_measurement_groups(),
         *report.get_planar_roi_measurement_groups(),
     ]
+    # Loupe's reviewer SR records AI findings the reader rejected as TID 1501 groups with no
+    # ROI (measurement_groups.rejected_group): read back with status REJECTED, no location.
+    rejected = [g for g in report.get_image_measurement_groups() if _is_rejected_group(g)]
     series_of = _evidence_series(sr)
     findings = [
         replace(f, series_instance_uid=series_of.get(ref or ""))
         for f, ref in ((_group_finding(g), _first_image(g[0])) for g in groups)
     ]
+    findings += [_group_finding(g) for g in rejected]
     device_name = device_uid = person = None
     for ctx in report.get_observer_contexts():
         attrs = ctx.observer_identifying_attributes

@@ -1,9 +1,12 @@
 """The reader's review as a verified TID 1500 Comprehensive 3D SR that supersedes the AI SR.
 
 Each finding keeps the Tracking UID the AI SR gave it and carries its review status
-(accepted, rejected, modified, added by the reader; 99LOUPE codes, see CODES.md) and comment.
-Rejected findings stay in the report with their status: disagreement is recorded here,
-never with a KOS "Rejected for Quality Reasons" (IOCM archives would hide the images).
+(accepted, modified, added by the reader; 99LOUPE codes, see CODES.md) and comment. Findings
+the reader kept are TID 1410/1411 groups (Finding = Nodule or Lesion, with ROI and size). An AI
+finding the reader rejected is a TID 1501 group with no ROI and no size whose Finding is
+"AI finding rejected by reader", still under the AI's Tracking UID: a standard TID 1500 reader
+lists only the kept findings as nodules, and the disagreement stays on record. It is never
+a KOS "Rejected for Quality Reasons" (IOCM archives would hide the images).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from core.reports.measurement_groups import (
 )
 
 REVIEW_SR_SERIES_NUMBER = 902
+UNSET_ORGANIZATION = "Organization not configured"  # [report] organization unset, no institution
 
 
 def _tracking_uids(sr: pydicom.Dataset) -> set[str]:
@@ -48,7 +52,7 @@ def build_review_sr(
     source_images: Sequence[pydicom.Dataset],
     reader_name: str,
     reader_login: str | None = None,
-    organization: str = "Loupe",
+    organization: str = "",
     lung_rads: str | None = None,
     impression: str | None = None,
     device_uid: str | None = None,
@@ -64,7 +68,10 @@ def build_review_sr(
     the AI SR as predecessor (PredecessorDocumentsSequence).
 
     `reader_name` is a DICOM person name ("Family^Given"); reader-added findings are
-    included; a finding taken from the AI SR must keep that SR's Tracking UID.
+    included; a finding taken from the AI SR must keep that SR's Tracking UID. A rejected AI
+    finding is recorded as rejected and never as a nodule or lesion (`rejected_group`).
+    `organization` is the reader's (settings); empty: the images' Institution Name, else
+    UNSET_ORGANIZATION. `device_uid` is the installation's Device Observer UID.
     """
     if not findings and lung_rads is None and not impression:
         raise ValueError("nothing to report: no findings, no Lung-RADS category and no impression")
@@ -82,12 +89,22 @@ def build_review_sr(
         if lost:
             raise ValueError(f"findings not in the AI SR (Tracking UID unknown there): {lost}")
     images = SourceImages(source_images)
+    # Verifying Organization is Type 1 in the Verifying Observer Sequence: the settings' value,
+    # else the institution that made the images (where the reader reads them), else a
+    # statement that nobody configured one (never our own product name).
+    organization = (
+        organization
+        or str(images.datasets[0].get("InstitutionName", "") or "").strip()
+        or UNSET_ORGANIZATION
+    )
     options = GroupOptions(manufacturer=manufacturer, with_status=True, with_comment=True)
     context = hd.sr.ObservationContext(
         observer_person_context=hd.sr.ObserverContext(
             observer_type=codes.DCM.Person,
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                name=reader_name, login_name=reader_login, organization_name=organization
+                name=reader_name,
+                login_name=reader_login,
+                organization_name=organization,
             ),
         ),
         observer_device_context=hd.sr.ObserverContext(

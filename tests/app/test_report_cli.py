@@ -48,7 +48,7 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     loupe, orthanc_factory, analyzable_ct, tmp_path
 ):
     pacs = orthanc_factory().start()
-    loupe.write_config(pacs.node_toml())
+    loupe.write_config(pacs.node_toml() + '[report]\norganization = "St Elsewhere Hospital"\n')
     r = loupe.run("import", str(analyzable_ct.paths[0].parent))
     assert r.returncode == 0, r.stderr
     study = analyzable_ct.study_instance_uid
@@ -68,6 +68,16 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     assert f"threshold: p >= {point['threshold']:.4g}" in params
     (stored,) = pacs.get("/instances")
     assert pacs.get(f"/instances/{stored}/simplified-tags")["SOPInstanceUID"] == ai.SOPInstanceUID
+
+    # Analysed and sent again (same model version): the same result UIDs and the same
+    # Device Observer UID, so the PACS still holds one AI result, not two.
+    again = tmp_path / "ai-again.dcm"
+    r = loupe.run("analyze", "--study-uid", study, "--json", "--sr", str(again), "--send", "pacs")
+    assert r.returncode == 0, r.stderr
+    ai2 = pydicom.dcmread(again)
+    assert (ai2.SeriesInstanceUID, ai2.SOPInstanceUID) == (ai.SeriesInstanceUID, ai.SOPInstanceUID)
+    assert _device_uids(ai2) == _device_uids(ai) and len(_device_uids(ai)) == 1
+    assert len(pacs.get("/instances")) == 1
 
     # Not reviewed yet: the report says so and writes nothing.
     r = loupe.run("report", "--study-uid", study, "--sr", str(tmp_path / "rev.dcm"))
@@ -91,6 +101,12 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     assert dciodvfy_errors(tmp_path / "rev-kos.dcm") == []
     rev = pydicom.dcmread(rev_path)
     assert rev.VerificationFlag == "VERIFIED"
+    assert rev.VerifyingObserverSequence[0].VerifyingOrganization == "St Elsewhere Hospital"
+    assert _device_uids(rev) == _device_uids(ai)  # one Device Observer UID per installation
+    # Only the accepted finding is a nodule; each rejected one is recorded as rejected.
+    finding_codes = _code_values(rev, "121071")
+    assert finding_codes.count("27925004") == 1
+    assert finding_codes.count("AI-REJECTED") == len(findings) - 1
     # The AI SR sent by `analyze` is the reviewer SR's predecessor, not a second AI SR.
     assert len(pacs.get("/instances")) == 3  # AI SR, reviewer SR, KOS
     got = [
@@ -119,4 +135,26 @@ def _text_values(ds: pydicom.Dataset, code_value: str) -> list[str]:
         if name and name[0].CodeValue == code_value and "TextValue" in item:
             out.append(str(item.TextValue))
         out.extend(_text_values(item, code_value))
+    return out
+
+
+def _code_values(ds: pydicom.Dataset, code_value: str) -> list[str]:
+    """ConceptCodeSequence values of every CODE item named by (code_value) in the SR tree."""
+    out: list[str] = []
+    for item in ds.get("ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        if name and name[0].CodeValue == code_value and "ConceptCodeSequence" in item:
+            out.append(str(item.ConceptCodeSequence[0].CodeValue))
+        out.extend(_code_values(item, code_value))
+    return out
+
+
+def _device_uids(ds: pydicom.Dataset) -> set[str]:
+    """Device Observer UIDs (DCM 121012) in the SR tree."""
+    out: set[str] = set()
+    for item in ds.get("ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        if name and name[0].CodeValue == "121012" and "UID" in item:
+            out.add(str(item.UID))
+        out |= _device_uids(item)
     return out

@@ -232,7 +232,21 @@ def test_review_sr_supersedes_ai_sr_and_keeps_tracking_uids(
         any(i.ConceptNameCodeSequence[0].CodeValue == "111001" for i in g.ContentSequence)
         for g in groups
     ]
-    assert top_algorithm == [True, False, True, True, False]
+    # The rejected one (third) names its algorithm on the AI's certainty only, as well.
+    assert top_algorithm == [True, False, False, True, False]
+
+    # A rejected AI finding is not a nodule in the verified report: no TID 1411 group, no
+    # Finding = Nodule, no diameter, nothing to draw; it keeps the AI's Tracking UID and says
+    # "AI finding rejected by reader" (99LOUPE, CODES.md).
+    assert dump.count("# TID 1411") == 4  # accepted, modified, pending, added
+    assert dump.count('(121071,DCM,"Finding")=(27925004,SCT,"Nodule")') == 4
+    assert dump.count('(81827009,SCT,"Diameter")') == 4
+    assert dump.count('(121071,DCM,"Finding")=(AI-REJECTED,99LOUPE[1]') == 1
+    rejected = groups[2]
+    value_types = {i.ValueType for i in rejected.ContentSequence}
+    assert "SCOORD3D" not in value_types and "IMAGE" not in value_types
+    uid = next(i.UID for i in rejected.ContentSequence if i.get("ValueType") == "UIDREF")
+    assert uid == findings[2].tracking_uid
 
     producer, read = read_findings(ds)
     assert producer.person_name == "House^Gregory"
@@ -246,10 +260,15 @@ def test_review_sr_supersedes_ai_sr_and_keeps_tracking_uids(
     for f in findings:
         r = by_uid[f.tracking_uid]
         assert r.status is f.status
+        assert r.comment == f.comment
+        if f.status is ReviewStatus.REJECTED:
+            assert r.center_mm is None and r.diameter_mm is None
+            assert r.finding_type == "AI finding rejected by reader"
+            assert r.probability == pytest.approx(f.probability, abs=1e-6)
+            continue
         assert f.center_mm is not None and r.center_mm is not None
         np.testing.assert_allclose(r.center_mm, f.center_mm, atol=0.01)
         assert r.diameter_mm == pytest.approx(f.diameter_mm, abs=1e-4)
-        assert r.comment == f.comment
         assert (r.tracking_uid in ai_uids) == (f.status is not ReviewStatus.ADDED)
         # The reader's own finding names no algorithm and no AI certainty.
         assert (r.algorithm is None) == (f.status is ReviewStatus.ADDED)
@@ -361,7 +380,7 @@ def test_endoscopy_frames_as_planar_regions(tmp_path: Path) -> None:
     review_path = tmp_path / "es-review.dcm"
     review.save_as(review_path)
     assert_valid(review_path)
-    assert dsrdump(review_path).count("# TID 1410") == 2
+    assert dsrdump(review_path).count("# TID 1410") == 1  # the rejected frame is no lesion
     _, back = read_findings(pydicom.dcmread(review_path))
     assert [(r.status, r.comment) for r in back] == [
         (ReviewStatus.ACCEPTED, ""),

@@ -233,3 +233,36 @@ def test_seg_read_back_as_segment_centres_and_sizes(small_ct, tmp_path):
     assert summary.diameter_mm == pytest.approx(20.0, rel=0.25)
     assert summary.frame_of_reference_uid == first.FrameOfReferenceUID
     assert "Loupe" in summary.producer
+
+
+def test_kos_of_a_multi_frame_clip_keeps_the_key_frame_numbers(tmp_path: Path) -> None:
+    """A multi-frame endoscopy clip: the KOS lists the confirmed frames, not the whole clip."""
+    written, _ = write_endoscopy_study(
+        tmp_path / "es", seed=6, frames=1, patient_id="E3", patient_name="Endo^Clip", uid_seed="c"
+    )
+    clip = pydicom.dcmread(written.paths[0], stop_before_pixels=True)
+    clip.NumberOfFrames = 40
+    clip.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.1.1"  # Video Endoscopic Image Storage
+
+    def frame(n: int, p: float, status: ReviewStatus = ReviewStatus.ACCEPTED) -> Finding:
+        return Finding(
+            finding_id=f"f{n}",
+            model_id="endoscopy-lesion-ref",
+            model_version="2.0.0",
+            series_instance_uid=written.series_instance_uid,
+            probability=p,
+            label="lesion",
+            sop_instance_uid=str(clip.SOPInstanceUID),
+            frame=n,
+            status=status,
+        )
+
+    findings = [frame(17, 0.9), frame(3, 0.8), frame(30, 0.95, ReviewStatus.REJECTED)]
+    path = tmp_path / "kos.dcm"
+    build_kos(findings, source_images=[clip], min_frame_probability=0.5).save_as(path)
+    assert_only(path, ())
+    images = [i for i in pydicom.dcmread(path).ContentSequence if i.ValueType == "IMAGE"]
+    assert len(images) == 1
+    ref = images[0].ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == clip.SOPInstanceUID
+    assert [int(v) for v in ref.ReferencedFrameNumber] == [3, 17]  # the rejected 30 left out

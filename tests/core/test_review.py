@@ -76,3 +76,54 @@ def test_tracking_uids_are_kept_through_the_review(tmp_path):
     fs2 = FindingSet()
     ReviewSession(store, fs2, "1.2.3", "dr.a").start(findings)
     assert fs2.get("F0").tracking_uid == findings[0].tracking_uid
+
+
+def test_a_new_model_version_starts_a_new_review_and_carries_decisions_over(tmp_path):
+    """The review belongs to the analysis it reviewed: the same version again keeps it; a new
+    version starts a new one (the old kept as superseded) with each decision carried over to
+    the new finding at the same place, and reader-added findings kept."""
+    store = ReviewStore(tmp_path / "review.sqlite")
+    session = ReviewSession(store, FindingSet(), "1.2.3", "dr.a")
+    session.start(ai_findings())
+    session.accept("F0")
+    session.reject("F1")
+    session.edit("F2", diameter_mm=12.0)
+    added = session.add((55.0, 0.0, -140.0), 7.0)
+    store.record_report("1.2.3", "ai", "9.9.1")
+
+    # The same version analysed again: nothing changes.
+    ReviewSession(store, FindingSet(), "1.2.3", "dr.a").start(ai_findings())
+    assert {f.finding_id: f.status for f in store.restore("1.2.3")}["F1"] is ReviewStatus.REJECTED
+    assert store.latest_report("1.2.3", "ai") == "9.9.1"
+
+    # Version 2.0.0 finds F0's nodule 2 mm away, F1's nodule 30 mm away (another place),
+    # misses F2 and F3, and finds a new one.
+    def v2(n: int, centre: tuple[float, float, float]) -> Finding:
+        return Finding(
+            f"lung-nodule-ref-{n}",
+            "lung-nodule-ref",
+            "2.0.0",
+            "1.2.3",
+            0.8,
+            center_mm=centre,
+            diameter_mm=6.0,
+        )
+
+    new = [v2(1, (2.0, -20.0, -150.0)), v2(2, (40.0, -20.0, -150.0)), v2(3, (0.0, 80.0, -90.0))]
+    fs = FindingSet()
+    ReviewSession(store, fs, "1.2.3", "dr.b").start(new)
+    got = {f.finding_id: f for f in fs}
+    assert got["lung-nodule-ref-1"].status is ReviewStatus.ACCEPTED  # carried from F0
+    assert got["lung-nodule-ref-2"].status is ReviewStatus.PENDING  # F1 was elsewhere
+    assert got["lung-nodule-ref-3"].status is ReviewStatus.PENDING
+    assert got[added.finding_id].status is ReviewStatus.ADDED
+    assert not {"F0", "F1", "F2", "F3"} & set(got)
+    assert [f.model_version for f in store.ai_findings("1.2.3")] == ["2.0.0"] * 3
+    assert store.latest_report("1.2.3", "ai") is None  # the old version's SR is not this one's
+    kinds = [kind for _, kind, _ in store.superseded("1.2.3")]
+    assert kinds.count("ai_finding") == 4 and kinds.count("report") == 1
+    assert kinds.count("decision") == 4  # accept, reject, edit, add
+    assert {m for m, _, _ in store.superseded("1.2.3")} == {"lung-nodule-ref 1.0.0"}
+    log = store.audit_log("1.2.3")
+    assert any(e.action == "new review" and "2.0.0 replaces 1.0.0" in e.detail for e in log)
+    assert any("carried over from F0" in e.detail for e in log)
