@@ -518,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--study-uid", required=True)
     sp.add_argument("--node", help="node to retrieve from when the study is not here")
+    from app.cli_review import register as register_review
+
+    register_review(add)
     sp = add("report", cmd_report, "write (and send) the reviewer SR from a study's review")
     sp.add_argument("--study-uid", required=True)
     sp.add_argument("--sr", metavar="OUT.dcm", required=True)

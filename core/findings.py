@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,33 @@ class Finding:
         if self.attributes:
             d["attributes"] = dict(self.attributes)
         return d
+
+
+_RANK = re.compile(r"-(\d+)$")
+
+
+def finding_number(f: Finding) -> int | None:
+    """The number the reader sees for a finding, the same in the list, on the marker, in
+    dialogs, in `loupe review` and in reports, and never changed by another finding: an AI
+    finding's rank in its model's output (the n of "model-n"); a reader-added finding's number
+    given when it was added (`attributes["number"]`), after every AI candidate's."""
+    given = f.attributes.get("number")
+    if isinstance(given, int):
+        return given
+    m = _RANK.search(f.finding_id)
+    return int(m.group(1)) if m is not None and f.status is not ReviewStatus.ADDED else None
+
+
+def numbers(findings: list[Finding]) -> dict[str, int]:
+    """finding_id -> number for each finding; findings with none (another producer's ids)
+    get numbers after the largest one, in list order."""
+    out = {f.finding_id: n for f in findings if (n := finding_number(f)) is not None}
+    top = max(out.values(), default=0)
+    for f in findings:
+        if f.finding_id not in out:
+            top += 1
+            out[f.finding_id] = top
+    return out
 
 
 class FindingSet:

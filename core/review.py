@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.findings import Finding, FindingSet, ReviewStatus
+from core.findings import Finding, FindingSet, ReviewStatus, numbers
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ai_findings (
@@ -530,7 +530,8 @@ class ReviewSession:
         slice_index: int | None = None,
         label: str = "nodule",
     ) -> Finding:
-        """A finding the AI missed, placed by the reader."""
+        """A finding the AI missed, placed by the reader (numbered after every AI candidate
+        and every finding so far: finding_number)."""
         f = Finding(
             finding_id=f"R{uuid.uuid4().hex[:6]}",
             model_id="reader",
@@ -542,6 +543,7 @@ class ReviewSession:
             diameter_mm=float(diameter_mm),
             slice_index=slice_index,
             status=ReviewStatus.ADDED,
+            attributes={"number": self._next_number()},
         )
         self.store.record(self.series_uid, f, self.user)
         return self.findings.add(f)
@@ -561,9 +563,14 @@ class ReviewSession:
             frame=frame,
             region=region,
             status=ReviewStatus.ADDED,
+            attributes={"number": self._next_number()},
         )
         self.store.record(self.series_uid, f, self.user)
         return self.findings.add(f)
+
+    def _next_number(self) -> int:
+        known = [*self.store.restore(self.series_uid), *self.findings]
+        return max(numbers(known).values(), default=0) + 1
 
     def toggle_key_image(self, sop_instance_uid: str, frame: int) -> bool:
         chosen = (sop_instance_uid, frame) not in self.store.key_images(self.series_uid)

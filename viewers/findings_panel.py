@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.display import STATUS_COLORS
-from core.findings import Finding, FindingSet, ReviewStatus
+from core.findings import Finding, FindingSet, ReviewStatus, numbers
 from core.navigation import Cursor
 
 COLUMNS = ("#", "Slice", "Ø mm", "P", "Type", "Model", "Status", "Comment")
@@ -83,7 +83,7 @@ class FindingsPanel(QWidget):
     def refresh(self) -> None:
         everything: list[Finding] = list(self.findings) if self.findings is not None else []
         ranked = sorted(everything, key=lambda f: -f.probability)
-        number = {f.finding_id: n for n, f in enumerate(ranked, start=1)}
+        number = numbers(everything)  # stable: the same on markers, in dialogs and reports
         shown = [
             f
             for f in ranked
@@ -103,7 +103,11 @@ class FindingsPanel(QWidget):
                 _NumberItem(
                     "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}", f.diameter_mm or 0.0
                 ),
-                _NumberItem(f"{f.probability:.0%}", f.probability),
+                # A reader-added finding has no AI probability: "reader", not "100%".
+                _NumberItem(
+                    "reader" if f.status is ReviewStatus.ADDED else f"{f.probability:.0%}",
+                    f.probability,
+                ),
                 QTableWidgetItem(str(f.attributes.get("type", f.label))),
                 QTableWidgetItem(f"{f.model_id} {f.model_version}"),
                 QTableWidgetItem(f.status.value),

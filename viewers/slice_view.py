@@ -28,7 +28,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from core.display import STATUS_COLORS, AiVisibility, HeatmapLayer, WindowLevel
-from core.findings import Finding, FindingSet
+from core.findings import Finding, FindingSet, ReviewStatus, numbers
 from core.mpr import Plane, index_to_pixel, pixel_spacing, pixel_to_index, plane_image, slice_count
 from core.navigation import Cursor
 from core.volume import Volume
@@ -322,9 +322,10 @@ class SliceView(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(9)
         p.setFont(font)
-        # Numbered as in the findings list: by probability, highest first.
-        ranked = sorted(self.findings, key=lambda f: -f.probability)
-        for n, f in enumerate(ranked, start=1):
+        # Numbered as in the findings list (core.findings.numbers: stable numbers).
+        number = numbers(list(self.findings))
+        for f in self.findings:
+            n = number[f.finding_id]
             if f.center_mm is None:
                 continue
             radius = (f.diameter_mm or 6.0) / 2
@@ -338,7 +339,8 @@ class SliceView(QWidget):
             p.setPen(QPen(color, 3.0 if selected else 1.8))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(pt, r_px, r_px)
-            _shadow_text(p, pt.x() + r_px + 3, pt.y() - r_px, f"{n} {f.probability:.0%}", color)
+            label = f"{n}" if f.status is ReviewStatus.ADDED else f"{n} {f.probability:.0%}"
+            _shadow_text(p, pt.x() + r_px + 3, pt.y() - r_px, label, color)
 
     def _paint_priors(self, p: QPainter) -> None:
         px_per_mm = self._px_per_mm()

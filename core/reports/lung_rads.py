@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.findings import Finding, ReviewStatus
+from core.findings import Finding, ReviewStatus, numbers
 
 __all__ = ["CATEGORIES", "LungRadsSuggestion", "nodule_category", "suggest_lung_rads"]
 
@@ -81,8 +81,9 @@ def suggest_lung_rads(findings: Sequence[Finding]) -> LungRadsSuggestion:
     graded = [(f, *nodule_category(f)) for f in counted]
     worst = max(graded, key=lambda g: CATEGORIES.index(g[1]))
     f, category, rule = worst
+    number = numbers(list(findings))[f.finding_id]  # as the reader sees it on screen
     return LungRadsSuggestion(
         category,
-        f"{f.finding_id}: {f.diameter_mm:.1f} mm, {rule} -> {category} "
+        f"#{number}: {f.diameter_mm:.1f} mm, {rule} -> {category} "
         f"(highest of {len(graded)} nodule{'s' if len(graded) != 1 else ''}, baseline)",
     )

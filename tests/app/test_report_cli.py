@@ -10,8 +10,7 @@ import pydicom
 import pytest
 from peers import require_tool
 
-from core.findings import FindingSet
-from core.review import ReviewSession, ReviewStore
+from core.review import ReviewStore
 from dicom_net.archive import LocalArchive
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -83,13 +82,33 @@ def test_analyze_writes_and_sends_the_ai_sr_then_report_the_review(
     r = loupe.run("report", "--study-uid", study, "--sr", str(tmp_path / "rev.dcm"))
     assert r.returncode == 2 and "still pending" in r.stderr
 
-    # The reader reviews (as the workstation does: through the review store).
+    # The reader reviews headless (`loupe review`: the same store and audit log as the
+    # window): the list first, then decisions by number and by finding_id.
     series = analyzable_ct.series_instance_uid
+    r = loupe.run("review", "--study-uid", study, "--json")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert listed["series_uid"] == series
+    rows = listed["findings"]
+    assert [x["status"] for x in rows] == ["pending"] * len(findings)
+    assert [x["number"] for x in rows] == list(range(1, len(findings) + 1))
+    assert {x["finding_id"] for x in rows} == {f["finding_id"] for f in findings}
+    assert all(x["probability"] is not None and "x" in x for x in rows)
+    first, rest = rows[0], rows[1:]
+    r = loupe.run(
+        "review", "--study-uid", study, "--accept", "1",
+        "--reject", *[x["finding_id"] for x in rest],
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = loupe.run("review", "--study-uid", study, "--reject", "99")
+    assert r.returncode == 2 and "no finding '99'" in r.stderr
+    r = loupe.run("review", "--study-uid", study, "--json")
+    statuses = {x["number"]: x["status"] for x in json.loads(r.stdout)["findings"]}
+    assert statuses == {1: "accepted", **{x["number"]: "rejected" for x in rest}}
     store = ReviewStore(loupe.storage / "review.sqlite")
-    session = ReviewSession(store, FindingSet(), series, "Reader^Rex")
-    session.start(store.ai_findings(series))
-    for n, f in enumerate(store.ai_findings(series)):
-        session.accept(f.finding_id) if n == 0 else session.reject(f.finding_id)
+    log = [(e.action, e.detail.split()[0]) for e in store.audit_log(series)]
+    assert ("finding accepted", first["finding_id"]) in log
+    assert sum(a == "finding rejected" for a, _ in log) == len(rest)
     rev_path = tmp_path / "rev.dcm"
     r = loupe.run("report", "--study-uid", study, "--sr", str(rev_path), "--send", "pacs")
     assert r.returncode == 0, r.stderr

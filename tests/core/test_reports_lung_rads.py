@@ -81,6 +81,6 @@ def test_only_reviewed_nodules_count_and_the_worst_wins() -> None:
     ]
     s = suggest_lung_rads(findings)
     assert s.category == "4A"
-    assert s.reason.startswith("modified: 9.0 mm, solid 8 to < 15 mm -> 4A")
+    assert s.reason.startswith("#4: 9.0 mm, solid 8 to < 15 mm -> 4A")  # numbered as shown
     assert "3 nodules" in s.reason
     assert suggest_lung_rads(findings[:2]).category == "1"

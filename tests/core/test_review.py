@@ -127,3 +127,39 @@ def test_a_new_model_version_starts_a_new_review_and_carries_decisions_over(tmp_
     log = store.audit_log("1.2.3")
     assert any(e.action == "new review" and "2.0.0 replaces 1.0.0" in e.detail for e in log)
     assert any("carried over from F0" in e.detail for e in log)
+
+
+def test_finding_numbers_never_change_when_a_finding_is_added(tmp_path):
+    """Numbers are the AI's ranks; a reader-added finding gets the next free number and keeps
+    it; nothing is renumbered (the list, markers, dialogs and `loupe review` share them)."""
+    from core.findings import numbers
+
+    ai = [
+        Finding(
+            f"lung-nodule-ref-{n}",
+            "lung-nodule-ref",
+            "2.0.0",
+            "1.2.3",
+            0.9 - n / 20,
+            center_mm=(10.0 * n, 0.0, 0.0),
+            diameter_mm=6.0,
+        )
+        for n in range(1, 9)
+    ]
+    store = ReviewStore(tmp_path / "r.sqlite")
+    fs = FindingSet()
+    session = ReviewSession(store, fs, "1.2.3", "dr.a")
+    session.start(ai, show_from=0.6)  # ranks 7 and 8 (p 0.55, 0.5) hidden
+    before = numbers(list(fs))
+    assert before == {f"lung-nodule-ref-{n}": n for n in range(1, 7)}
+    added = session.add((5.0, 5.0, 5.0), 8.0)
+    after = numbers(list(fs))
+    assert {k: after[k] for k in before} == before
+    assert after[added.finding_id] == 9  # after every AI candidate, hidden ones included
+    second = session.add((6.0, 6.0, 6.0), 8.0)
+    # Restored in another process: the same numbers.
+    fs2 = FindingSet()
+    ReviewSession(ReviewStore(tmp_path / "r.sqlite"), fs2, "1.2.3", "dr.b").start(ai)
+    again = numbers(list(fs2))
+    assert again[added.finding_id] == 9 and again[second.finding_id] == 10
+    assert again["lung-nodule-ref-8"] == 8
