@@ -1,8 +1,10 @@
 """The AI engine: picks the model for a series, runs it off the caller's thread with progress
-and cancel, and caches results per (series, model id, model version)."""
+and cancel, and caches results per (series, model id, model version): in memory, and on disk
+when given a ResultStore (a series a model version already analysed is not analysed again)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,8 +18,11 @@ from inference.errors import InputNotApplicable
 from inference.manifest import Manifest, OperatingPoint, Task
 from inference.nodule_detector import NoduleDetector, NoduleResult
 from inference.registry import ModelRegistry
+from inference.result_store import ResultStore, frames_input_key, volume_input_key
 from inference.runtime import SessionInfo
 from inference.series_input import SeriesFiles, load_ct, load_frames
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 CacheKey = tuple[str, str, str]  # (series instance UID, model id, model version)
@@ -97,10 +102,16 @@ class Analysis:
 
 class InferenceEngine:
     def __init__(
-        self, registry: ModelRegistry | None = None, providers: Sequence[str] | None = None
+        self,
+        registry: ModelRegistry | None = None,
+        providers: Sequence[str] | None = None,
+        results: ResultStore | None = None,
     ) -> None:
+        """`results`: keep every analysis on disk and reuse it (same series, model version
+        and input) instead of running the model again."""
         self.registry = registry or ModelRegistry()
         self.providers = tuple(providers) if providers else None
+        self.results = results
         self._cache: dict[CacheKey, Analysis] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-inference")
@@ -114,9 +125,20 @@ class InferenceEngine:
             )
         return m
 
-    def cached(self, series_uid: str, model: Manifest) -> Analysis | None:
+    def cached(
+        self, series_uid: str, model: Manifest, input_key: str | None = None
+    ) -> Analysis | None:
+        """The analysis of this series by this model version made before: in memory, else
+        (given the input's key) on disk."""
         with self._lock:
-            return self._cache.get((series_uid, model.id, model.version))
+            hit = self._cache.get((series_uid, model.id, model.version))
+        if hit is not None or self.results is None or input_key is None:
+            return hit
+        stored: Analysis | None = self.results.load(series_uid, model, input_key)
+        if stored is not None:
+            with self._lock:
+                self._cache[(series_uid, model.id, model.version)] = stored
+        return stored
 
     def analyze_volume(
         self,
@@ -128,7 +150,10 @@ class InferenceEngine:
         cancel: threading.Event | None = None,
     ) -> Analysis:
         m = self.model_for(volume.modality, model_id)
-        hit = self.cached(volume.series_instance_uid, m) if volume.series_instance_uid else None
+        key = volume_input_key(volume.shape, volume.affine)
+        hit = (
+            self.cached(volume.series_instance_uid, m, key) if volume.series_instance_uid else None
+        )
         if hit is not None:
             return hit
         if m.task is not Task.DETECTION_3D_HEATMAP:
@@ -150,7 +175,7 @@ class InferenceEngine:
             warnings=(*volume.warnings, *res.warnings),
             capped=res.capped,
         )
-        self._store(a)
+        self._store(a, key)
         return a
 
     def analyze_frames(
@@ -165,7 +190,8 @@ class InferenceEngine:
             raise InputNotApplicable("no frames to analyse")
         ref = frames[0][1]
         m = self.model_for(ref.modality, model_id)
-        hit = self.cached(ref.series_instance_uid, m)
+        key = frames_input_key([r for _, r in frames])
+        hit = self.cached(ref.series_instance_uid, m, key)
         if hit is not None:
             return hit
         if m.task is not Task.FRAME_CLASSIFICATION_CAM:
@@ -184,7 +210,7 @@ class InferenceEngine:
             frame_heatmaps=tuple(f.heatmap for f in res.ranked if f.heatmap is not None),
             endoscopy=res,
         )
-        self._store(a)
+        self._store(a, key)
         return a
 
     def analyze_series(
@@ -197,7 +223,8 @@ class InferenceEngine:
     ) -> Analysis:
         """Load and analyse one series of DICOM files (CT volume or endoscopy frames)."""
         m = self.model_for(series.modality, model_id)
-        hit = self.cached(series.series_instance_uid, m)
+        with self._lock:
+            hit = self._cache.get((series.series_instance_uid, m.id, m.version))
         if hit is not None:
             return hit
         if m.task is Task.DETECTION_3D_HEATMAP:
@@ -223,10 +250,15 @@ class InferenceEngine:
             self.analyze_series, series, model_id=model_id, progress=progress, cancel=cancel
         )
 
-    def _store(self, a: Analysis) -> None:
+    def _store(self, a: Analysis, input_key: str) -> None:
         if a.series_instance_uid:
             with self._lock:
                 self._cache[(a.series_instance_uid, a.model.id, a.model.version)] = a
+            if self.results is not None:
+                try:
+                    self.results.save(a, input_key)
+                except OSError as exc:  # a full disk must not lose the analysis just made
+                    log.warning("analysis not kept on disk (%s); it stays in memory", exc)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

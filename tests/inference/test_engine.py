@@ -61,3 +61,75 @@ def test_model_for_a_modality_it_does_not_apply_to(tmp_path: Path) -> None:
     with pytest.raises(InputNotApplicable, match="applies to ES series; this series is CT"):
         engine.model_for("CT", "endoscopy-lesion-ref")
     engine.shutdown()
+
+
+def test_stored_analyses_are_reused_and_never_stale(tmp_path: Path, es_series) -> None:  # type: ignore[no-untyped-def]
+    """An analysis kept on disk comes back in a new engine (a reopened workstation) with the
+    same candidates, tracking UIDs and heatmap, without running the model; a series whose
+    input changed, and an unreadable stored result, are analysed again."""
+    import json
+
+    import numpy as np
+
+    from core.synthetic.chest_ct import make_chest_ct
+    from inference.result_store import ResultStore
+    from inference.series_input import volume_from_phantom
+
+    ph = make_chest_ct(
+        seed=77, slices=48, rows=160, cols=160, pixel_spacing_mm=1.6, slice_spacing_mm=2.5,
+        nodule_count=2, min_nodule_mm=8.0,
+    )  # fmt: skip
+    vol = volume_from_phantom(ph.hu, ph.spacing_mm, ph.origin_mm, "1.2.826.0.1.3680043.77")
+    store = ResultStore(tmp_path / "analyses")
+    first = InferenceEngine(ModelRegistry(MODELS), ["CPUExecutionProvider"], results=store)
+    a = first.analyze_volume(vol)
+    assert a.candidates and a.probability_volume is not None
+    assert store.has(vol.series_instance_uid, a.model)
+
+    runs: list[float] = []
+    again = InferenceEngine(ModelRegistry(MODELS), ["CPUExecutionProvider"], results=store)
+    b = again.analyze_volume(vol, progress=lambda f, _m: runs.append(f))
+    assert runs == []  # the model did not run
+    assert [(f.finding_id, f.tracking_uid) for f in b.candidates] == [
+        (f.finding_id, f.tracking_uid) for f in a.candidates
+    ]
+    assert [f.probability for f in b.candidates] == [f.probability for f in a.candidates]
+    assert b.probability_volume is not None
+    np.testing.assert_allclose(
+        b.probability_volume.probabilities, a.probability_volume.probabilities, atol=1e-3
+    )
+    assert b.point == a.point and b.capped == a.capped
+    assert any("stored result" in w for w in b.warnings)
+
+    # The series grew (more slices): another input, analysed again.
+    grown = volume_from_phantom(ph.hu[:40], ph.spacing_mm, ph.origin_mm, vol.series_instance_uid)
+    runs.clear()
+    InferenceEngine(ModelRegistry(MODELS), ["CPUExecutionProvider"], results=store).analyze_volume(
+        grown, progress=lambda f, _m: runs.append(f)
+    )
+    assert runs, "a changed series must be analysed again"
+
+    # A damaged stored result is not trusted.
+    meta = next((tmp_path / "analyses").rglob("*.json"))
+    meta.write_text("{not json", encoding="utf-8")
+    runs.clear()
+    c = InferenceEngine(
+        ModelRegistry(MODELS), ["CPUExecutionProvider"], results=store
+    ).analyze_volume(grown, progress=lambda f, _m: runs.append(f))
+    assert runs and c.candidates is not None
+    json.loads(meta.read_text(encoding="utf-8"))  # and it was written anew, whole
+
+    # Endoscopy: frames, their scores and heatmaps come back as well.
+    e1 = InferenceEngine(ModelRegistry(MODELS), ["CPUExecutionProvider"], results=store)
+    ea = e1.analyze_series(es_series)
+    e2 = InferenceEngine(ModelRegistry(MODELS), ["CPUExecutionProvider"], results=store)
+    from inference.series_input import load_frames
+
+    eb = e2.analyze_frames(load_frames(es_series))
+    assert eb.endoscopy is not None and ea.endoscopy is not None
+    assert [f.lesion_probability for f in eb.endoscopy.frames] == [
+        f.lesion_probability for f in ea.endoscopy.frames
+    ]
+    assert [f.tracking_uid for f in eb.candidates] == [f.tracking_uid for f in ea.candidates]
+    assert len(eb.frame_heatmaps) == len(ea.frame_heatmaps)
+    assert any("stored result" in w for w in eb.warnings)
