@@ -80,8 +80,12 @@ SHORTCUTS = [
     ("F", "add a finding the AI missed: click its centre, drag its radius"),
     ("C", "comment on the selected finding"),
     ("A / R / K (endoscopy)", "confirm / reject the frame as a lesion; choose as key image"),
+    ("Space (endoscopy)", "cine: play / pause the frames"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo the last review edit (kept in the audit log)"),
     ("Z", "reset zoom and pan"),
     ("F5", "analyse with the model that applies (runs on open by default)"),
+    ("Ctrl+S", "sign and send: the reports to the report destination"),
+    ("F1", "this sheet"),
 ]
 
 
@@ -281,6 +285,8 @@ class Workstation(QMainWindow):
             )
         )
         self._action("Comment", "fa5s.comment", "C", self.comment_selected)
+        self._action("Undo", "fa5s.undo", "Ctrl+Z", self.undo_review)
+        self._action("Redo", "fa5s.redo", "Ctrl+Shift+Z", self.redo_review)
         self._action("Key image", "fa5s.star", "K", self.toggle_key_image)
         tb.addSeparator()
         tb.addAction(
@@ -633,6 +639,30 @@ class Workstation(QMainWindow):
         if fid is not None and self.review is not None:
             self.review.reject(fid)
             self.step_finding(1, pending_only=True)
+
+    def undo_review(self) -> None:
+        self._undo_redo(undo=True)
+
+    def redo_review(self) -> None:
+        self._undo_redo(undo=False)
+
+    def _undo_redo(self, *, undo: bool) -> None:
+        if self.review is None:
+            return
+        can = self.review.can_undo if undo else self.review.can_redo
+        if not can:
+            self.status.showMessage("Nothing to undo" if undo else "Nothing to redo")
+            return
+        f = self.review.undo() if undo else self.review.redo()
+        verb = "Undone" if undo else "Redone"
+        if f is None:
+            self.status.showMessage(f"{verb}: the added finding is removed")
+            return
+        from core.findings import numbers
+
+        n = numbers(list(self.findings)).get(f.finding_id, 0)
+        self.nav.select(f.finding_id)
+        self.status.showMessage(f"{verb}: finding #{n} is {f.status.value} again")
 
     def comment_selected(self) -> None:
         fid = self._review_target()

@@ -126,6 +126,17 @@ class FindingSet:
         self.changed.emit(new)
         return new
 
+    def put(self, finding: Finding) -> Finding:
+        """Set a finding as a whole (undo/redo), adding it when it is not there."""
+        self._by_id[finding.finding_id] = finding
+        self.changed.emit(finding)
+        return finding
+
+    def remove(self, finding_id: str) -> None:
+        """Take a finding out (undoing a reader-added one)."""
+        del self._by_id[finding_id]
+        self.reset.emit(self)
+
     def add(self, finding: Finding) -> Finding:
         if finding.finding_id in self._by_id:
             raise ValueError(f"finding {finding.finding_id} already exists")

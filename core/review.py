@@ -276,7 +276,22 @@ class ReviewStore:
             )
         ]
 
-    def record(self, series_uid: str, finding: Finding, user: str) -> None:
+    def forget(self, series_uid: str, finding_id: str, user: str, why: str) -> None:
+        """Take a reader-added finding out of the review (undoing its addition), audited."""
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "DELETE FROM decisions WHERE series_instance_uid=? AND finding_id=?",
+                (series_uid, finding_id),
+            )
+            db.execute(
+                "INSERT INTO audit(at, user, action, series_instance_uid, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_now(), user, "finding removed", series_uid, f"{finding_id} ({why})"),
+            )
+
+    def record(self, series_uid: str, finding: Finding, user: str, note: str = "") -> None:
         db = self._db()
         with db:
             db.execute("BEGIN IMMEDIATE")
@@ -301,7 +316,8 @@ class ReviewStore:
                     user,
                     f"finding {finding.status.value}",
                     series_uid,
-                    f"{finding.finding_id} ({finding.model_id} {finding.model_version})",
+                    f"{finding.finding_id} ({finding.model_id} {finding.model_version})"
+                    + (f" {note}" if note else ""),
                 ),
             )
 
@@ -470,6 +486,45 @@ class ReviewSession:
         self.findings = findings
         self.series_uid = series_uid
         self.user = user
+        # Undo/redo of this session's edits: (before, after); before None = an added finding.
+        # Each undo and redo is itself a durable, audited decision.
+        self._undo: list[tuple[Finding | None, Finding]] = []
+        self._redo: list[tuple[Finding | None, Finding]] = []
+
+    def undo(self) -> Finding | None:
+        """Take back the last edit (Ctrl+Z); returns the finding as it is now, None when
+        nothing is left to undo or the undone edit added the finding (it is gone)."""
+        if not self._undo:
+            return None
+        before, after = self._undo.pop()
+        self._redo.append((before, after))
+        if before is None:
+            self.store.forget(self.series_uid, after.finding_id, self.user, "undo of its addition")
+            self.findings.remove(after.finding_id)
+            return None
+        self.store.record(self.series_uid, before, self.user, note="(undo)")
+        return self.findings.put(before)
+
+    def redo(self) -> Finding | None:
+        """Do again what undo took back (Ctrl+Shift+Z)."""
+        if not self._redo:
+            return None
+        before, after = self._redo.pop()
+        self._undo.append((before, after))
+        self.store.record(self.series_uid, after, self.user, note="(redo)")
+        return self.findings.put(after)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def _done(self, before: Finding | None, after: Finding) -> None:
+        self._undo.append((before, after))
+        self._redo.clear()
 
     def start(self, ai_findings: list[Finding], show_from: float = 0.0) -> None:
         """Load the AI's findings with any earlier review of this series applied.
@@ -488,8 +543,10 @@ class ReviewSession:
         )
 
     def _decide(self, finding_id: str, **changes: Any) -> Finding:
-        new = replace(self.findings.get(finding_id), **changes)
+        before = self.findings.get(finding_id)
+        new = replace(before, **changes)
         self.store.record(self.series_uid, new, self.user)  # durable first
+        self._done(before, new)
         return self.findings.update(finding_id, **changes)
 
     def accept(self, finding_id: str) -> Finding:
@@ -546,6 +603,7 @@ class ReviewSession:
             attributes={"number": self._next_number()},
         )
         self.store.record(self.series_uid, f, self.user)
+        self._done(None, f)
         return self.findings.add(f)
 
     def add_frame(
@@ -566,6 +624,7 @@ class ReviewSession:
             attributes={"number": self._next_number()},
         )
         self.store.record(self.series_uid, f, self.user)
+        self._done(None, f)
         return self.findings.add(f)
 
     def _next_number(self) -> int:

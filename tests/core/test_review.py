@@ -163,3 +163,36 @@ def test_finding_numbers_never_change_when_a_finding_is_added(tmp_path):
     again = numbers(list(fs2))
     assert again[added.finding_id] == 9 and again[second.finding_id] == 10
     assert again["lung-nodule-ref-8"] == 8
+
+
+def test_undo_and_redo_every_edit_durably(tmp_path):
+    """Ctrl+Z takes back any edit (a slipped ring drag, a rejection, an added finding); each
+    undo and redo is a durable, audited decision, so a reopened review shows the result."""
+    store = ReviewStore(tmp_path / "r.sqlite")
+    fs = FindingSet()
+    session = ReviewSession(store, fs, "1.2.3", "dr.a")
+    session.start(ai_findings())
+    session.edit("F0", diameter_mm=31.0)  # the slip: 6.0 -> 31.0
+    session.reject("F1")
+    added = session.add((55.0, 0.0, -140.0), 7.0)
+    assert session.undo() is None  # the addition undone: the finding is gone
+    assert added.finding_id not in {f.finding_id for f in fs}
+    assert session.undo().status is ReviewStatus.PENDING  # F1 back to pending
+    back = session.undo()
+    assert back.diameter_mm == 6.0 and back.status is ReviewStatus.PENDING
+    assert session.undo() is None and not session.can_undo
+    redone = session.redo()
+    assert redone.diameter_mm == 31.0 and redone.status is ReviewStatus.MODIFIED
+    session.undo()
+    session.accept("F2")  # a new edit clears what could be redone
+    assert not session.can_redo
+
+    # Reopened: exactly what the screen showed.
+    restored = {f.finding_id: f for f in store.restore("1.2.3")}
+    assert restored["F0"].diameter_mm == 6.0 and restored["F0"].status is ReviewStatus.PENDING
+    assert restored["F1"].status is ReviewStatus.PENDING
+    assert restored["F2"].status is ReviewStatus.ACCEPTED
+    assert added.finding_id not in restored
+    details = [e.detail for e in store.audit_log("1.2.3")]
+    assert sum("(undo)" in d for d in details) == 3 and sum("(redo)" in d for d in details) == 1
+    assert any(e.action == "finding removed" for e in store.audit_log("1.2.3"))

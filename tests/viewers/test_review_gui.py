@@ -90,6 +90,7 @@ def test_keyboard_review_accept_reject_edit_add(qtbot, reviewing):
     assert win.nav.selected_finding == "F2" and win.reading.axial.index == 10
 
     # Drag the selected marker's centre 10 image columns to the right.
+    f2_before = win.findings.get("F2")
     view = win.reading.axial
     start = view.image_to_screen(60, 60)
     end = view.image_to_screen(60, 70)
@@ -122,6 +123,31 @@ def test_keyboard_review_accept_reject_edit_add(qtbot, reviewing):
     assert restored[added[0].finding_id].status is ReviewStatus.ADDED
     log = win.review_store.audit_log(win.volume.series_instance_uid)
     assert len(log) == 4 and {e.user for e in log} == {"dr.test"}
+
+    # Ctrl+Z takes back the addition, then the move; Ctrl+Shift+Z does the move again.
+    ctrl, shift = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(win, Qt.Key.Key_Z, ctrl)
+    assert added[0].finding_id not in {f.finding_id for f in win.findings}
+    qtbot.keyClick(win, Qt.Key.Key_Z, ctrl)
+    assert win.findings.get("F2").status is ReviewStatus.PENDING
+    assert win.findings.get("F2").center_mm == f2_before.center_mm
+    qtbot.keyClick(win, Qt.Key.Key_Z, ctrl | shift)
+    assert win.findings.get("F2").status is ReviewStatus.MODIFIED
+    assert "Redone: finding #3 is modified again" in win.status.currentMessage()
+    restored = {f.finding_id: f for f in win.review_store.restore(win.volume.series_instance_uid)}
+    assert restored["F2"].status is ReviewStatus.MODIFIED
+    assert added[0].finding_id not in restored
+
+
+def test_f1_lists_every_key_of_the_window(qtbot, reviewing):
+    """Every shortcut an action of the window has is on the F1 sheet."""
+    from app.workstation import SHORTCUTS
+
+    sheet = " ".join(k for k, _ in SHORTCUTS)
+    keys = {a.shortcut().toString() for a in reviewing.actions() if not a.shortcut().isEmpty()}
+    assert {"Ctrl+S", "Ctrl+Z", "Ctrl+Shift+Z", "F1"} <= keys
+    missing = sorted(k for k in keys if k not in sheet)
+    assert missing == []
 
 
 CRASH_SCRIPT = textwrap.dedent("""
