@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QPainter
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -39,6 +39,7 @@ from dicom_net.archive import InstanceRecord, LocalArchive
 from dicom_net.errors import DicomNetError
 from dicom_net.outbox import Outbox, OutboxWorker
 from dicom_net.storage_server import StorageServer
+from viewers.elided_label import ElidedLabel
 from viewers.findings_panel import FindingsPanel
 from viewers.heatmap_controls import HeatmapControlsPanel
 from viewers.reading_view import Layout, ReadingView
@@ -106,6 +107,7 @@ class Workstation(QMainWindow):
         self.settings = settings
         self.archive = archive
         self.setWindowTitle("Loupe")
+        self.banner: Any = None  # core.patient_banner.PatientBanner of the study on screen
         self.window_level = WindowLevel()
         self.nav = Cursor()
         self.ai = AiVisibility()
@@ -167,17 +169,17 @@ class Workstation(QMainWindow):
         self.ai_cancel_button.setToolTip("Cancel the analysis")
         self.ai_cancel_button.clicked.connect(self.cancel_analysis)
         self.ai_cancel_button.hide()
-        self.device_label = QLabel("AI: no analysis yet")
+        self.device_label = ElidedLabel("AI: no analysis yet")
         # Which findings are shown: the model's validated operating points, or every
         # candidate; and what that means, always visible (not a transient message).
         self.point_box = QComboBox()
         self.point_box.setToolTip("AI operating point: which findings are shown")
         self.point_box.currentIndexChanged.connect(self._point_chosen)
         self.point_box.hide()
-        self.ai_summary_label = QLabel("")
+        self.ai_summary_label = ElidedLabel("")
         self.status.addPermanentWidget(self.ai_progress)
         self.status.addPermanentWidget(self.ai_cancel_button)
-        self.outbox_label = QLabel("")
+        self.outbox_label = ElidedLabel("")
         self.status.addPermanentWidget(self.outbox_label)
         self.status.addPermanentWidget(self.ai_summary_label)
         self.status.addPermanentWidget(self.point_box)
@@ -185,8 +187,17 @@ class Workstation(QMainWindow):
         self._outbox_timer = QTimer(self)
         self._outbox_timer.timeout.connect(self.refresh_outbox_state)
         self._outbox_timer.start(2000)
-        self.resize(1600, 960)
-        self.resizeDocks([studies_dock, findings_dock], [420, 380], Qt.Orientation.Horizontal)
+        # Fit the screen it opens on (a 1280 x 720 reading-room screen included), never more.
+        screen = QGuiApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen is not None else None
+        width = min(1600, avail.width()) if avail is not None else 1600
+        height = min(960, avail.height()) if avail is not None else 960
+        self.resize(width, height)
+        self.resizeDocks(
+            [studies_dock, findings_dock],
+            [round(width * 0.22), round(width * 0.22)],
+            Qt.Orientation.Horizontal,
+        )
 
     def ai_status_of(self, study_uid: str) -> str:
         series = {s.series_instance_uid for s in self.archive.series(study_uid)}
@@ -293,6 +304,19 @@ class Workstation(QMainWindow):
             self._action("Sign && send", "fa5s.file-signature", "Ctrl+S", self.sign_and_send)
         )
 
+    def resizeEvent(self, event: Any) -> None:
+        """Narrow screens (1280, 1366 px): toolbar buttons show their text only, so every
+        tool stays in view (icons come back when there is room)."""
+        style = (
+            Qt.ToolButtonStyle.ToolButtonTextOnly
+            if self.width() < 1500
+            else Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+        )
+        for tb in self.findChildren(QToolBar):
+            if tb.toolButtonStyle() != style:
+                tb.setToolButtonStyle(style)
+        super().resizeEvent(event)
+
     def set_layout(self, mode: Layout) -> None:
         self.reading.set_layout(mode)
 
@@ -348,6 +372,7 @@ class Workstation(QMainWindow):
                 self.status.showMessage("Nothing Loupe can show in this study (no CT, no frames)")
             return
         paths = [i.path for i in series]
+        self._show_patient(paths[0])
         self.status.showMessage(f"Loading {len(paths)} images ...")
         if self._load_cancel is not None:
             self._load_cancel.set()  # a newer study wins
@@ -412,11 +437,27 @@ class Workstation(QMainWindow):
 
         run_task(load, on_done=done, on_failed=failed, on_progress=on_progress)
 
+    def _show_patient(self, path: Path) -> None:
+        """Who is on screen, in the title and the image corners, before any pixel shows."""
+        from core.patient_banner import PatientBanner
+
+        try:
+            banner = PatientBanner.from_file(path)
+        except Exception as exc:  # an unreadable header must not stop the study opening
+            self.setWindowTitle("Loupe - patient unknown (header unreadable)")
+            self.status.showMessage(f"Cannot read the patient header: {exc}")
+            banner = None
+        else:
+            self.setWindowTitle(banner.title())
+        self.banner = banner
+        self.reading.set_banner(banner)
+
     def open_frames(self, instances: list[InstanceRecord]) -> None:
         """Endoscopy review: every frame of the study, decoded off the GUI thread."""
         from viewers.endoscopy_view import ReviewFrame
 
         paths = [i.path for i in sorted(instances, key=lambda i: i.instance_number or 0)]
+        self._show_patient(paths[0])
         self.status.showMessage(f"Loading {len(paths)} endoscopy images ...")
 
         def load(_progress: Any) -> tuple[list[ReviewFrame], tuple[str, ...]]:

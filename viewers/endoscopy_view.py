@@ -511,6 +511,10 @@ class EndoscopyReviewPanel(QWidget):
         self._position = QLabel()
         self._info = QLabel()
         self._info.setTextFormat(Qt.TextFormat.RichText)
+        # Long texts must not widen the window past the screen during cine.
+        self._info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._position.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._position.setMinimumWidth(90)
         self.by_risk_button = self._tool_button(
             "fa5s.sort-amount-down", "Highest risk first", "By risk"
         )
@@ -745,8 +749,9 @@ class EndoscopyReviewPanel(QWidget):
         if frame is None:
             self._info.setText("")
             return
-        parts = [f"<span style='color:{MUTED}'>{frame.sop_instance_uid} · frame "
-                 f"{frame.frame}</span>"]  # fmt: skip
+        # The frame number, not a UID (the UID is in the tooltip, for support).
+        parts = [f"<span style='color:{MUTED}'>frame {frame.frame}</span>"]
+        self._info.setToolTip(f"instance {frame.sop_instance_uid}, frame {frame.frame}")
         if self._ai_visible():
             if frame.dropped:
                 parts.append("<b>dropped</b> (uninformative)")

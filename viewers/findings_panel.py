@@ -1,5 +1,5 @@
-"""FindingsPanel: the findings (number, slice, diameter, probability, type, model, status,
-comment), sortable by any column, filterable to the pending ones; selecting one moves every
+"""FindingsPanel: the findings (number, status, probability, diameter, slice, type, comment,
+model), sortable by any column, filterable to the pending ones; selecting one moves every
 pane there."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QHeaderView,
     QLabel,
     QTableWidget,
     QTableWidgetItem,
@@ -20,7 +21,13 @@ from core.display import STATUS_COLORS
 from core.findings import Finding, FindingSet, ReviewStatus, numbers
 from core.navigation import Cursor
 
-COLUMNS = ("#", "Slice", "Ø mm", "P", "Type", "Model", "Status", "Comment")
+# Status right after the number: always in view, however narrow the dock (the model and the
+# comment, least needed while reviewing, come last).
+COLUMNS = ("#", "Status", "P", "Ø mm", "Slice", "Type", "Comment", "Model")
+_STATUS_COL = COLUMNS.index("Status")
+# Rows look like their decision: accepted/modified/added tinted in their colour, rejected
+# ones greyed and struck through, pending ones plain.
+_ROW_TINT_ALPHA = 48
 _ID_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -39,6 +46,20 @@ class _NumberItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
+def _style_row_item(item: QTableWidgetItem, status: ReviewStatus, colour: QColor) -> None:
+    if status is ReviewStatus.PENDING:
+        return
+    if status is ReviewStatus.REJECTED:
+        font = item.font()
+        font.setStrikeOut(True)
+        item.setFont(font)
+        item.setForeground(QColor(140, 140, 140))
+        return
+    tint = QColor(colour)
+    tint.setAlpha(_ROW_TINT_ALPHA)
+    item.setBackground(tint)
+
+
 class FindingsPanel(QWidget):
     def __init__(self, cursor: Cursor, parent: QWidget | None = None):
         super().__init__(parent)
@@ -54,7 +75,11 @@ class FindingsPanel(QWidget):
         t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         t.verticalHeader().setVisible(False)
-        t.horizontalHeader().setStretchLastSection(True)
+        header = t.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(28)
+        t.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         t.itemSelectionChanged.connect(self._on_select)
         t.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         lay = QVBoxLayout(self)
@@ -96,28 +121,30 @@ class FindingsPanel(QWidget):
         for row, f in enumerate(shown):
             items = [
                 _NumberItem(str(number[f.finding_id]), number[f.finding_id]),
-                _NumberItem(
-                    "" if f.slice_index is None else str(f.slice_index + 1),
-                    -1 if f.slice_index is None else f.slice_index,
-                ),
-                _NumberItem(
-                    "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}", f.diameter_mm or 0.0
-                ),
+                QTableWidgetItem(f.status.value),
                 # A reader-added finding has no AI probability: "reader", not "100%".
                 _NumberItem(
                     "reader" if f.status is ReviewStatus.ADDED else f"{f.probability:.0%}",
                     f.probability,
                 ),
+                _NumberItem(
+                    "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}", f.diameter_mm or 0.0
+                ),
+                _NumberItem(
+                    "" if f.slice_index is None else str(f.slice_index + 1),
+                    -1 if f.slice_index is None else f.slice_index,
+                ),
                 QTableWidgetItem(str(f.attributes.get("type", f.label))),
-                QTableWidgetItem(f"{f.model_id} {f.model_version}"),
-                QTableWidgetItem(f.status.value),
                 QTableWidgetItem(f.comment),
+                QTableWidgetItem(f"{f.model_id} {f.model_version}"),
             ]
-            items[6].setForeground(QColor(*STATUS_COLORS[f.status]))
+            colour = QColor(*STATUS_COLORS[f.status])
+            items[_STATUS_COL].setForeground(colour)
             items[0].setData(_ID_ROLE, f.finding_id)
             for col, item in enumerate(items):
-                if col < 4:
+                if col < 5:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                _style_row_item(item, f.status, colour)
                 t.setItem(row, col, item)
         t.setSortingEnabled(True)
         t.blockSignals(False)

@@ -15,6 +15,7 @@ from core.display import AiVisibility, HeatmapLayer, WindowLevel
 from core.findings import FindingSet
 from core.mpr import Plane
 from core.navigation import Cursor
+from core.patient_banner import PatientBanner
 from core.volume import Volume
 from viewers.slice_view import PriorMark, SliceView, Tool
 
@@ -52,6 +53,9 @@ class ReadingView(QWidget):
         # The heatmap pane follows the axial pane (same position), and back.
         self.axial.index_changed.connect(self.heat.set_index)
         self.heat.index_changed.connect(self.axial.set_index)
+        # ... and the same zoom and pan, so a nodule and its heat stay side by side.
+        self.axial.view_changed.connect(self.heat.set_view)
+        self.heat.view_changed.connect(self.axial.set_view)
         self.grid = QGridLayout(self)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
@@ -139,6 +143,11 @@ class ReadingView(QWidget):
         """Slices were filled in the volume on screen (progressive loading): repaint."""
         for v in self.slice_views:
             v.invalidate()
+
+    def set_banner(self, banner: PatientBanner | None) -> None:
+        """Patient and study lines on every slice pane's corners."""
+        for view in self.slice_views:
+            view.set_banner(banner)
 
     def set_findings(self, findings: FindingSet | None) -> None:
         for v in self.slice_views:

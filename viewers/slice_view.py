@@ -31,6 +31,7 @@ from core.display import STATUS_COLORS, AiVisibility, HeatmapLayer, WindowLevel
 from core.findings import Finding, FindingSet, ReviewStatus, numbers
 from core.mpr import Plane, index_to_pixel, pixel_spacing, pixel_to_index, plane_image, slice_count
 from core.navigation import Cursor
+from core.patient_banner import PatientBanner
 from core.volume import Volume
 from viewers.theme import CROSSHAIR, OVERLAY_TEXT
 
@@ -97,6 +98,7 @@ class SliceView(QWidget):
     finding_clicked = Signal(str)
     finding_edited = Signal(str, object, float)  # id, new centre (LPS mm), new diameter (mm)
     finding_drawn = Signal(object, float)  # centre (LPS mm), diameter (mm)
+    view_changed = Signal(float, float, float)  # zoom, pan x, pan y (screen pixels)
 
     def __init__(
         self,
@@ -114,6 +116,7 @@ class SliceView(QWidget):
         self.nav = cursor
         self.ai = ai
         self.heatmap_pane = heatmap_pane
+        self.banner: PatientBanner | None = None  # patient and study lines in the corners
         self.volume: Volume | None = None
         self.heatmap: npt.NDArray[np.uint8] | None = None  # p*255 on the volume grid
         self.heatmap_layer: HeatmapLayer | None = None
@@ -144,6 +147,10 @@ class SliceView(QWidget):
         cursor.selection_changed.connect(lambda _f: self.update())
 
     # -- data ---------------------------------------------------------------------------------
+    def set_banner(self, banner: PatientBanner | None) -> None:
+        self.banner = banner
+        self.update()
+
     def set_volume(self, volume: Volume | None) -> None:
         self.volume = volume
         self.heatmap = None
@@ -416,10 +423,26 @@ class SliceView(QWidget):
         title = "Heatmap" if self.heatmap_pane else self.plane.value.capitalize()
         center = self.world_at((self._image_size()[0] - 1) / 2, (self._image_size()[1] - 1) / 2)
         axis = {Plane.AXIAL: 2, Plane.CORONAL: 1, Plane.SAGITTAL: 0}[self.plane]
-        lines = [f"{title}  {self._index + 1}/{n}", f"pos {center[axis]:.1f} mm"]
-        for k, line in enumerate(lines):
+        # Four corners: patient top left, study and series top right, image bottom left,
+        # the pixel under the mouse bottom right.
+        # Each side gets half the pane less the orientation letter's room: cut with "...",
+        # never written over each other.
+        banner = self.banner
+        half = max(self.width() // 2 - 14, 20)
+        for k, line in enumerate(banner.top_left() if banner is not None else []):
+            line = fm.elidedText(line, Qt.TextElideMode.ElideRight, half)
             _shadow_text(p, 6, 4 + lh * (k + 1), line)
-        _shadow_text(p, 6, self.height() - 6, f"W {self.wl.width:.0f}  L {self.wl.center:.0f}")
+        for k, line in enumerate(banner.top_right() if banner is not None else []):
+            line = fm.elidedText(line, Qt.TextElideMode.ElideRight, half)
+            x = self.width() - fm.horizontalAdvance(line) - 6
+            _shadow_text(p, x, 4 + lh * (k + 1), line)
+        lines = [
+            f"{title}  {self._index + 1}/{n}",
+            f"pos {center[axis]:.1f} mm",
+            f"W {self.wl.width:.0f}  L {self.wl.center:.0f}",
+        ]
+        for k, line in enumerate(lines):
+            _shadow_text(p, 6, self.height() - 6 - lh * (len(lines) - 1 - k), line)
         if self._hover is not None:
             v = self.value_at(*self._hover)
             if v is not None:
@@ -495,9 +518,11 @@ class SliceView(QWidget):
         elif button == Qt.MouseButton.RightButton:
             self._zoom = max(0.25, min(16.0, self._zoom * math.exp(-d.y() / 150)))
             self._drag = (button, pos, center, width)
+            self.view_changed.emit(self._zoom, self._pan.x(), self._pan.y())
         elif button == Qt.MouseButton.MiddleButton:
             self._pan += d
             self._drag = (button, pos, center, width)
+            self.view_changed.emit(self._zoom, self._pan.x(), self._pan.y())
         self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
@@ -615,4 +640,18 @@ class SliceView(QWidget):
     def reset_view(self) -> None:
         self._zoom = 1.0
         self._pan = QPointF(0.0, 0.0)
+        self.view_changed.emit(self._zoom, 0.0, 0.0)
         self.update()
+
+    def set_view(self, zoom: float, pan_x: float, pan_y: float) -> None:
+        """Follow another pane's zoom and pan (the heatmap pane and the slice pane move as
+        one); does not echo back."""
+        if (self._zoom, self._pan.x(), self._pan.y()) == (zoom, pan_x, pan_y):
+            return
+        self._zoom = zoom
+        self._pan = QPointF(pan_x, pan_y)
+        self.update()
+
+    @property
+    def view_state(self) -> tuple[float, float, float]:
+        return (self._zoom, self._pan.x(), self._pan.y())

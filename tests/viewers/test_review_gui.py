@@ -434,3 +434,72 @@ def test_prior_parametric_map_fills_the_heatmap_pane(qtbot, tmp_path, small_ct):
     assert heat is not None and heat.shape == win.volume.shape
     # Same place as written (the volume's slice order is by position, as `full`).
     assert abs(int(heat[12, 65, 45]) - 204) <= 1 and heat[12, 20, 20] == 0
+
+
+def test_who_is_on_screen_and_panes_that_move_as_one(qtbot, reviewing):
+    """The patient in the title and the image corners; the heatmap pane follows the slice
+    pane's zoom and pan; the status column is in view; the window fits 1280 x 720."""
+    import numpy as np
+    from PySide6.QtCore import QPointF
+
+    win = reviewing
+    title = win.windowTitle()
+    assert "TEST, Smallct" in title and "2025-01-02" in title
+    view, heat = win.reading.axial, win.reading.heat
+    assert view.banner is not None and view.banner.top_left()[0] == "TEST, Smallct"
+
+    # The corner text is really drawn: the top-left corner differs with and without it.
+    def corner() -> np.ndarray:
+        img = view.grab().toImage().convertToFormat(view.grab().toImage().Format.Format_RGB888)
+        ptr = img.constBits()
+        arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine())
+        return arr[:40, : 3 * 140].copy()
+
+    with_text = corner()
+    banner = view.banner
+    view.set_banner(None)
+    without = corner()
+    view.set_banner(banner)
+    assert np.count_nonzero(np.abs(with_text.astype(int) - without.astype(int)) > 60) > 50
+
+    # Right-drag zooms the slice pane; the heatmap pane shows the same place the same size.
+    f = win.findings.get("F0")
+    start = QPointF(view.width() / 2, view.height() / 2).toPoint()
+    qtbot.mousePress(view, Qt.MouseButton.RightButton, pos=start)
+    qtbot.mouseMove(view, pos=QPoint(start.x(), start.y() - 60))
+    qtbot.mouseRelease(view, Qt.MouseButton.RightButton, pos=QPoint(start.x(), start.y() - 60))
+    qtbot.mousePress(view, Qt.MouseButton.MiddleButton, pos=start)
+    qtbot.mouseMove(view, pos=QPoint(start.x() + 25, start.y() + 10))
+    qtbot.mouseRelease(
+        view, Qt.MouseButton.MiddleButton, pos=QPoint(start.x() + 25, start.y() + 10)
+    )
+    assert view.view_state[0] > 1.3
+    assert heat.view_state == pytest.approx(view.view_state)
+    _, a = view.world_to_screen(f.center_mm)
+    _, b = heat.world_to_screen(f.center_mm)
+    assert (a.x(), a.y()) == pytest.approx((b.x(), b.y()), abs=0.5)
+
+    # Status in view without scrolling; decided rows look unlike pending ones.
+    table = win.findings_panel.table
+    status_col = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())].index(
+        "Status"
+    )
+    right = table.columnViewportPosition(status_col) + table.columnWidth(status_col)
+    assert table.columnViewportPosition(status_col) >= 0 and right <= table.viewport().width()
+    win.review.accept("F0")
+    win.review.reject("F1")
+    rows = {table.item(r, 0).data(Qt.ItemDataRole.UserRole + 1): r for r in range(table.rowCount())}
+    accepted = table.item(rows["F0"], status_col)
+    rejected = table.item(rows["F1"], status_col)
+    pending = table.item(rows["F2"], status_col)
+    assert (
+        accepted.background().color().alpha() > 0
+        and pending.background().style() == Qt.BrushStyle.NoBrush
+    )
+    assert rejected.font().strikeOut() and not pending.font().strikeOut()
+
+    # It fits a 1280 x 720 screen, long status texts included.
+    win.device_label.setText("AI: lung-nodule-ref 2.0.0 on CPU (CPUExecutionProvider); " * 3)
+    win.ai_summary_label.setText("AI: 4 findings at 'balanced' (p >= 0.38; ...); " * 3)
+    hint = win.minimumSizeHint()
+    assert hint.width() <= 1280 and hint.height() <= 720
