@@ -76,6 +76,18 @@ def build_demo_pacs(root: Path, *, regenerate: bool = False) -> LocalArchive:
     return archive
 
 
+def with_demo_pacs(settings: Settings, node: RemoteNode) -> Settings:
+    """The settings the demo's window runs with: the embedded PACS as a node and, unless the
+    user chose one, as the report destination."""
+    report = dict(settings.extra.get("report", {}))
+    report.setdefault("destination", node.name)
+    return replace(
+        settings,
+        nodes=(*[n for n in settings.nodes if n.name != node.name], node),
+        extra={**settings.extra, "report": report},
+    )
+
+
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     if not args.no_window:
         from app.workstation import no_display_reason
@@ -150,17 +162,25 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
                 f"{result.present}/{result.expected} instances by C-MOVE in "
                 f"{result.seconds:.1f} s"
             )
-    finally:
+    except BaseException:
         with contextlib.suppress(Exception):
             demo_pacs.stop()
+        raise
+    finally:
         receiver.stop()
     print(
         f"demo: {len(studies)} studies are in the local archive {settings.storage} "
         "(loupe studies lists them)"
     )
-    if args.no_window:
-        return 0
-    from app.workstation import run_workstation
+    try:
+        if args.no_window:
+            return 0
+        from app.workstation import run_workstation
 
-    args.study_uid = ct_uid
-    return run_workstation(settings, args)
+        # The embedded PACS stays up while the window is open: it is the PACS tab's node and
+        # the report destination, so the demo can sign and send like a real site.
+        args.study_uid = ct_uid
+        return run_workstation(with_demo_pacs(settings, node), args)
+    finally:
+        with contextlib.suppress(Exception):
+            demo_pacs.stop()

@@ -382,7 +382,7 @@ class SliceView(QWidget):
         if m.tool is Tool.LENGTH:
             return f"{math.hypot(dr, dc):.1f} mm"
         mean, sd, n = self.roi_stats(m)
-        return f"mean {mean:.0f} HU  SD {sd:.0f}  ({n} px)"
+        return f"mean {mean:.0f} HU  SD {sd:.0f}  area {n * row_mm * col_mm:.1f} mm²"
 
     def roi_stats(self, m: Measurement) -> tuple[float, float, int]:
         """Mean and SD of HU inside the ellipse spanned by the measurement's corners."""
@@ -410,7 +410,9 @@ class SliceView(QWidget):
                 p.drawLine(a, b)
             else:
                 p.drawEllipse(QRectF(a, b).normalized())
-            p.drawText(b + QPointF(6, -6), self.measurement_text(m))
+            # Outlined, as every overlay text: readable on lung and on bone alike.
+            at = b + QPointF(6, -6)
+            _shadow_text(p, at.x(), at.y(), self.measurement_text(m), QColor(255, 235, 60))
 
     def _paint_text(self, p: QPainter) -> None:
         assert self.volume is not None

@@ -34,3 +34,26 @@ def test_demo_retrieves_both_studies_over_dicom(loupe):
     assert r.returncode == 0, r.stderr
     assert "generating" not in r.stderr
     assert LocalArchive(loupe.storage).instance_count() == 184
+
+
+def test_the_demo_window_signs_to_the_embedded_pacs(tmp_path):
+    """The demo's window has the embedded PACS as a node and as its report destination
+    (a user's own destination is kept)."""
+    from app.demo import with_demo_pacs
+    from app.settings import parse_settings
+    from dicom_net.nodes import RemoteNode, RetrieveMethod
+
+    node = RemoteNode("demo", "LOUPEDEMO", "127.0.0.1", 40404, RetrieveMethod.MOVE)
+    plain = with_demo_pacs(parse_settings({"local": {"storage": str(tmp_path)}}), node)
+    assert plain.node("demo") == node
+    assert plain.extra["report"]["destination"] == "demo"
+    own = parse_settings(
+        {
+            "local": {"storage": str(tmp_path)},
+            "nodes": [{"name": "pacs", "ae_title": "P", "host": "h", "port": 104}],
+            "report": {"destination": "pacs"},
+        }
+    )
+    kept = with_demo_pacs(own, node)
+    assert kept.extra["report"]["destination"] == "pacs"
+    assert [n.name for n in kept.nodes] == ["pacs", "demo"]

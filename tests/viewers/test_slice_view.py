@@ -173,3 +173,19 @@ def test_click_on_marker_selects_finding_and_moves_cursor(qtbot):
         qtbot.mouseClick(v, Qt.MouseButton.LeftButton, pos=QPoint(round(pt.x()), round(pt.y())))
     assert sig.args == ["F9"] and v.nav.selected_finding == "F9"
     assert np.allclose(v.nav.world, world)
+
+
+def test_roi_gives_mean_sd_and_area_in_square_mm(qtbot):
+    """An elliptical ROI over a 40 HU disc: mean 40 HU, SD 0, and its area in mm² (pixel
+    count times the 1.5 x 1.2 mm pixel), not a pixel count."""
+    from viewers.slice_view import Measurement, Tool
+
+    vol = make_volume(40.0)
+    v = view(qtbot, vol)
+    m = Measurement(Tool.ROI, (20.0, 20.0), (40.0, 60.0), v._index)
+    mean, sd, n = v.roi_stats(m)
+    text = v.measurement_text(m)
+    assert mean == pytest.approx(40.0) and sd == pytest.approx(0.0)
+    assert f"area {n * 1.5 * 1.2:.1f} mm²" in text and "px" not in text
+    # The ellipse of semi-axes 10 rows x 20 columns: pi * 15 mm * 24 mm, within the rim.
+    assert n * 1.5 * 1.2 == pytest.approx(np.pi * 15.0 * 24.0, rel=0.08)
