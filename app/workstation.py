@@ -133,6 +133,7 @@ class Workstation(QMainWindow):
 
         self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
         self.reading.set_findings(self.findings)
+        self.nav.selection_changed.connect(self._follow_finding_to_frame)
         self.review_store = ReviewStore(settings.storage / "review.sqlite")
         self.review: ReviewSession | None = None
         for view in self.reading.slice_views:
@@ -647,13 +648,63 @@ class Workstation(QMainWindow):
         if found is not None:
             self.review.accept(found.finding_id) if accept else self.review.reject(found.finding_id)
         elif accept:
+            # Not flagged at the operating point: the reader confirms on purpose, not by a
+            # key pressed once too often.
+            threshold = self.analysis.point.threshold if self.analysis is not None else 0.0
+            risk = "no score" if frame.probability is None else f"risk {frame.probability:.0%}"
+            answer = QMessageBox.question(
+                self,
+                "Confirm a frame the AI did not flag",
+                f"Frame {frame.frame} was not flagged ({risk}, below the operating point "
+                f"p >= {threshold:.2f}). Confirm it as a lesion?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                self.status.showMessage(f"Frame {frame.frame}: not confirmed")
+                return
             self.review.add_frame(frame.sop_instance_uid, frame.frame, region=frame.region)
         else:
             self.status.showMessage("Nothing to reject: the AI did not flag this frame")
             return
         verdict = "confirmed" if accept else "rejected"
-        self.status.showMessage(f"Frame {frame.frame} of {frame.sop_instance_uid}: {verdict}")
-        self.endoscopy.model.next()
+        self._mark_frames()
+        # On to the next frame the AI flagged that is still pending, in the order shown.
+        if self._next_flagged_pending():
+            self.status.showMessage(f"Frame {frame.frame}: {verdict}")
+        else:
+            self.status.showMessage(f"Frame {frame.frame}: {verdict}; every flagged frame decided")
+
+    def _next_flagged_pending(self) -> bool:
+        model = self.endoscopy.model
+        pending = {
+            (f.sop_instance_uid, f.frame)
+            for f in self.findings
+            if f.status is ReviewStatus.PENDING and f.sop_instance_uid is not None
+        }
+        order = model.order
+        start = model.position if model.position is not None else -1
+        for step in range(1, len(order) + 1):
+            pos = (start + step) % len(order)
+            fr = model.frames[order[pos]]
+            if (fr.sop_instance_uid, fr.frame) in pending:
+                model.select_position(pos)
+                return True
+        return False
+
+    def _mark_frames(self) -> None:
+        """Decision marks and key-image stars on the endoscopy thumbnails."""
+        if self.endoscopy is None or self.review is None:
+            return
+        keys = set(self.review_store.key_images(self.review.series_uid))
+        marks: dict[tuple[str, int], tuple[str | None, bool]] = {}
+        for f in self.findings:
+            if f.sop_instance_uid is not None and f.status is not ReviewStatus.PENDING:
+                marks[(f.sop_instance_uid, f.frame or 1)] = (f.status.value, False)
+        for sop, fr in keys:
+            status, _ = marks.get((sop, fr), (None, False))
+            marks[(sop, fr)] = (status, True)
+        self.endoscopy.set_decisions(marks)
 
     def toggle_key_image(self) -> None:
         frame = self.endoscopy.model.selected if self._showing_frames() else None
@@ -661,7 +712,10 @@ class Workstation(QMainWindow):
             self.status.showMessage("Key images: open and analyse an endoscopy study first")
             return
         chosen = self.review.toggle_key_image(frame.sop_instance_uid, frame.frame)
-        self.status.showMessage(f"Key image {'chosen' if chosen else 'removed'}")
+        self._mark_frames()
+        self.status.showMessage(
+            f"Frame {frame.frame}: key image {'chosen' if chosen else 'removed'}"
+        )
 
     def accept_selected(self) -> None:
         if self._showing_frames():
@@ -904,6 +958,23 @@ class Workstation(QMainWindow):
             )
         self.review_frames = frames
         self._endoscopy_panel().set_frames(frames)
+        self._mark_frames()
+
+    def _follow_finding_to_frame(self, finding_id: object) -> None:
+        """A frame finding chosen in the list shows that frame (endoscopy)."""
+        if not self._showing_frames() or not isinstance(finding_id, str):
+            return
+        try:
+            f = self.findings.get(finding_id)
+        except KeyError:
+            return
+        model = self.endoscopy.model
+        for pos, idx in enumerate(model.order):
+            fr = model.frames[idx]
+            if (fr.sop_instance_uid, fr.frame) == (f.sop_instance_uid, f.frame):
+                if model.position != pos:
+                    model.select_position(pos)
+                return
 
     def _analysis_failed(self, message: str) -> None:
         self._analysis_finished()

@@ -386,6 +386,16 @@ class ColorBarWidget(QWidget):
         p.end()
 
 
+# The reader's decision on a thumbnail: the marks, and the review status colours.
+DECISION_MARKS = {"accepted": "✓", "modified": "✓", "added": "+", "rejected": "✗"}
+DECISION_COLOURS = {
+    "accepted": (22, 150, 60),
+    "modified": (22, 150, 60),
+    "added": (140, 80, 200),
+    "rejected": (110, 110, 110),
+}
+
+
 class ThumbnailTile(QWidget):
     """A frame thumbnail with its risk badge; click selects it."""
 
@@ -404,6 +414,8 @@ class ThumbnailTile(QWidget):
         )
         self._selected = False
         self._ai_visible = True
+        self._decision: str | None = None  # the reader's: accepted, rejected, added, ...
+        self._key = False  # chosen as a key image
         self.setFixedSize(self.SIZE)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(f"{frame.sop_instance_uid} frame {frame.frame}")
@@ -433,6 +445,18 @@ class ThumbnailTile(QWidget):
         self._ai_visible = visible
         self.update()
 
+    def set_decision(self, status: str | None, key: bool) -> None:
+        """The reader's decision on this frame, drawn as a mark: confirmed (check), rejected
+        (cross), added by the reader (plus), and a star for a key image."""
+        if (status, key) != (self._decision, self._key):
+            self._decision, self._key = status, key
+            self.update()
+
+    @property
+    def decision_mark(self) -> str:
+        mark = DECISION_MARKS.get(self._decision or "", "")
+        return mark + ("★" if self._key else "")
+
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -458,6 +482,14 @@ class ThumbnailTile(QWidget):
         p.setPen(QColor(TEXT))
         p.drawText(QRectF(8, self.height() - 24, 60, 18), Qt.AlignmentFlag.AlignLeft,
                    f"#{self.frame_index + 1}")  # fmt: skip
+        mark = self.decision_mark
+        if mark:
+            box = QRectF(self.width() - 44, self.height() - 28, 38, 22)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(*DECISION_COLOURS.get(self._decision or "", (60, 60, 60))))
+            p.drawRoundedRect(box, 4, 4)
+            p.setPen(QColor("#ffffff"))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, mark)
         pen = QPen(QColor(ACCENT) if self._selected else QColor("#3f3f46"),
                    3.0 if self._selected else 1.0)  # fmt: skip
         p.setPen(pen)
@@ -608,6 +640,13 @@ class EndoscopyReviewPanel(QWidget):
         self._ai = ai
         ai.changed.connect(self._on_ai_changed)
         self._on_ai_changed(ai.visible)
+
+    def set_decisions(self, decisions: dict[tuple[str, int], tuple[str | None, bool]]) -> None:
+        """(SOP Instance UID, frame) -> (review status or None, key image): marks on the
+        thumbnails, so the strip shows what is decided."""
+        for tile in self.thumbnails():
+            f = tile.frame
+            tile.set_decision(*decisions.get((f.sop_instance_uid, f.frame), (None, False)))
 
     def thumbnails(self) -> list[ThumbnailTile]:
         """Thumbnail tiles as laid out, left to right."""

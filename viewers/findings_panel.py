@@ -46,6 +46,16 @@ class _NumberItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
+def _where(f: Finding) -> QTableWidgetItem:
+    """The slice (CT) or frame (endoscopy) column: where selecting the row takes the reader."""
+    if f.center_mm is None and f.frame is not None:
+        return _NumberItem(str(f.frame), f.frame)
+    return _NumberItem(
+        "" if f.slice_index is None else str(f.slice_index + 1),
+        -1 if f.slice_index is None else f.slice_index,
+    )
+
+
 def _style_row_item(item: QTableWidgetItem, status: ReviewStatus, colour: QColor) -> None:
     if status is ReviewStatus.PENDING:
         return
@@ -115,6 +125,11 @@ class FindingsPanel(QWidget):
             if not self.pending_only.isChecked() or f.status is ReviewStatus.PENDING
         ]
         t = self.table
+        frames = bool(everything) and all(f.center_mm is None for f in everything)
+        where = COLUMNS.index("Slice")
+        t.horizontalHeaderItem(where).setText("Frame" if frames else "Slice")
+        # Diameter means nothing for a frame finding: hidden in endoscopy review.
+        t.setColumnHidden(COLUMNS.index("Ø mm"), frames)
         t.blockSignals(True)
         t.setSortingEnabled(False)
         t.setRowCount(len(shown))
@@ -130,10 +145,7 @@ class FindingsPanel(QWidget):
                 _NumberItem(
                     "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}", f.diameter_mm or 0.0
                 ),
-                _NumberItem(
-                    "" if f.slice_index is None else str(f.slice_index + 1),
-                    -1 if f.slice_index is None else f.slice_index,
-                ),
+                _where(f),
                 QTableWidgetItem(str(f.attributes.get("type", f.label))),
                 QTableWidgetItem(f.comment),
                 QTableWidgetItem(f"{f.model_id} {f.model_version}"),

@@ -318,7 +318,7 @@ def test_prior_results_show_read_only_and_name_their_producer(qtbot, tmp_path, s
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
 
 
-def test_endoscopy_frames_confirmed_rejected_and_key_images(qtbot, tmp_path):
+def test_endoscopy_frames_confirmed_rejected_and_key_images(qtbot, tmp_path, monkeypatch):
     from core.synthetic.endoscopy import write_endoscopy_study
 
     settings = local_settings(
@@ -346,20 +346,66 @@ def test_endoscopy_frames_confirmed_rejected_and_key_images(qtbot, tmp_path):
     # Risk badges came from the model: lesion frames rank above the others.
     ranked = [f for f in win.review_frames if f.probability is not None]
     assert ranked and all(f.heatmap is not None for f in ranked)
+    from PySide6.QtWidgets import QMessageBox
+
+    def flagged_pending() -> set[tuple[str, int]]:
+        return {
+            (f.sop_instance_uid, f.frame)
+            for f in win.findings
+            if f.status is ReviewStatus.PENDING and f.sop_instance_uid is not None
+        }
+
+    flagged = flagged_pending()
+    assert flagged, "the model flagged no frame at its operating point"
+    # Go to the first flagged frame; K marks the frame on screen, A confirms it and moves on
+    # to the next flagged frame still pending.
+    win._next_flagged_pending()
     first = panel.model.selected
-    qtbot.keyClick(win, Qt.Key.Key_K)  # key image
-    qtbot.keyClick(win, Qt.Key.Key_A)  # confirm: a finding (the AI's, or one the reader adds)
+    assert (first.sop_instance_uid, first.frame) in flagged
+    qtbot.keyClick(win, Qt.Key.Key_K)
     store = win.review_store
     uid = win.review.series_uid
     assert store.key_images(uid) == [(first.sop_instance_uid, first.frame)]
+    qtbot.keyClick(win, Qt.Key.Key_A)
     confirmed = [
         f
         for f in win.findings
         if f.sop_instance_uid == first.sop_instance_uid and f.frame == first.frame
     ]
-    assert confirmed and confirmed[0].status in (ReviewStatus.ACCEPTED, ReviewStatus.ADDED)
-    assert panel.model.selected is not first  # moved on to the next frame
+    assert confirmed and confirmed[0].status is ReviewStatus.ACCEPTED
+    now = panel.model.selected
+    remaining = flagged_pending()
+    if remaining:
+        assert (now.sop_instance_uid, now.frame) in remaining  # the next flagged pending one
+    tile = next(t for t in panel.thumbnails() if t.frame.sop_instance_uid == first.sop_instance_uid)
+    assert "✓" in tile.decision_mark and "★" in tile.decision_mark
     assert [e.user for e in store.audit_log(uid)] == ["Endo^Eva", "Endo^Eva"]
+
+    # A frame the AI did not flag: A asks first (default No); No adds nothing, Yes adds it.
+    unflagged = next(
+        pos
+        for pos, i in enumerate(panel.model.order)
+        if (panel.model.frames[i].sop_instance_uid, panel.model.frames[i].frame) not in flagged
+    )
+    panel.model.select_position(unflagged)
+    target = panel.model.selected
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    before = len(list(win.findings))
+    qtbot.keyClick(win, Qt.Key.Key_A)
+    assert len(list(win.findings)) == before and panel.model.selected is target
+    qtbot.keyClick(win, Qt.Key.Key_A)
+    added = [f for f in win.findings if f.status is ReviewStatus.ADDED]
+    assert [(f.sop_instance_uid, f.frame) for f in added] == [
+        (target.sop_instance_uid, target.frame)
+    ]
+
+    # The findings list has a frame column; choosing a row shows that frame.
+    table = win.findings_panel.table
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert "Frame" in headers and "Slice" not in headers
+    win.nav.select(confirmed[0].finding_id)
+    assert panel.model.selected.sop_instance_uid == first.sop_instance_uid
 
 
 def test_prior_segmentation_is_shown_with_its_label(qtbot, tmp_path, small_ct):
