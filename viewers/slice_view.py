@@ -56,6 +56,24 @@ def _shadow_text(p: QPainter, x: float, y: float, text: str, color: QColor = OVE
     p.setPen(pen)
 
 
+def _free_label_rect(
+    centre: QPointF, r_px: float, w: float, h: float, taken: list[QRectF]
+) -> QRectF:
+    """Where a marker's label goes: beside the ring (upper right first, then the other
+    corners, then further out), the first place that covers no label already drawn."""
+    x, y = centre.x(), centre.y()
+    gap = r_px + 3
+    for k in range(4):
+        out = gap + k * h
+        top = y - r_px - h + 3 - k * h  # the first: baseline on the ring's top, as before
+        for cx, cy in ((x + out, top), (x + out, y + r_px + k * h - 3),
+                       (x - out - w, top), (x - out - w, y + r_px + k * h - 3)):  # fmt: skip
+            rect = QRectF(cx, cy, w, h)
+            if not any(rect.intersects(t) for t in taken):
+                return rect
+    return QRectF(x + gap, y - gap, w, h)
+
+
 class Tool(enum.StrEnum):
     NAVIGATE = "navigate"
     LENGTH = "length"
@@ -117,6 +135,7 @@ class SliceView(QWidget):
         self.ai = ai
         self.heatmap_pane = heatmap_pane
         self.banner: PatientBanner | None = None  # patient and study lines in the corners
+        self.label_rects: dict[str, QRectF] = {}  # where each marker's label was drawn
         self.volume: Volume | None = None
         self.heatmap: npt.NDArray[np.uint8] | None = None  # p*255 on the volume grid
         self.heatmap_layer: HeatmapLayer | None = None
@@ -331,7 +350,10 @@ class SliceView(QWidget):
         p.setFont(font)
         # Numbered as in the findings list (core.findings.numbers: stable numbers).
         number = numbers(list(self.findings))
-        for f in self.findings:
+        fm = p.fontMetrics()
+        taken: list[QRectF] = []  # labels already placed: a label never covers another
+        self.label_rects: dict[str, QRectF] = {}
+        for f in sorted(self.findings, key=lambda f: number[f.finding_id]):
             n = number[f.finding_id]
             if f.center_mm is None:
                 continue
@@ -347,7 +369,11 @@ class SliceView(QWidget):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(pt, r_px, r_px)
             label = f"{n}" if f.status is ReviewStatus.ADDED else f"{n} {f.probability:.0%}"
-            _shadow_text(p, pt.x() + r_px + 3, pt.y() - r_px, label, color)
+            w, h = fm.horizontalAdvance(label) + 2, fm.height()
+            rect = _free_label_rect(pt, r_px, w, h, taken)
+            taken.append(rect)
+            self.label_rects[f.finding_id] = rect
+            _shadow_text(p, rect.left() + 1, rect.bottom() - fm.descent(), label, color)
 
     def _paint_priors(self, p: QPainter) -> None:
         px_per_mm = self._px_per_mm()

@@ -189,3 +189,28 @@ def test_roi_gives_mean_sd_and_area_in_square_mm(qtbot):
     assert f"area {n * 1.5 * 1.2:.1f} mm²" in text and "px" not in text
     # The ellipse of semi-axes 10 rows x 20 columns: pi * 15 mm * 24 mm, within the rim.
     assert n * 1.5 * 1.2 == pytest.approx(np.pi * 15.0 * 24.0, rel=0.08)
+
+
+def test_marker_labels_never_cover_each_other(qtbot):
+    """Findings a few mm apart on one slice: every label has its own place (issue: "7 38%"
+    was drawn over "19 27%")."""
+    vol = make_volume()
+    v = view(qtbot, vol)
+    fs = FindingSet(
+        [
+            Finding(
+                f"m-{n}", "m", "1", "1.2.3", 0.5 - n / 100,
+                center_mm=tuple(vol.index_to_world((20, 48 + (n % 2), 50 + 2 * n))),
+                diameter_mm=6.0,
+            )
+            for n in range(1, 7)
+        ]
+    )  # fmt: skip
+    v.set_findings(fs)
+    v.set_index(20)
+    v.grab()  # paint
+    rects = list(v.label_rects.values())
+    assert len(rects) == 6
+    for a in range(6):
+        for b in range(a + 1, 6):
+            assert not rects[a].intersects(rects[b]), (a, b)
