@@ -132,7 +132,14 @@ def _frame_rows(a: Any) -> list[dict[str, Any]]:
 def cmd_analyze(settings: Any, args: argparse.Namespace) -> int:
     from inference.engine import InferenceEngine
 
-    engine = InferenceEngine()
+    results = None
+    if args.study_uid and not args.again:
+        from inference.result_store import ResultStore
+
+        # Archived studies: the result is kept for the workstation and reused when the same
+        # model version already analysed the same input.
+        results = ResultStore(settings.storage / "analyses")
+    engine = InferenceEngine(results=results)
     groups = _applicable(engine, _series_from_args(settings, args), args.model)
     rows: list[dict[str, Any]] = []
     frames: list[dict[str, Any]] = []
@@ -465,6 +472,12 @@ def register_inference_commands(add: AddCommand) -> None:
         help="every candidate the model kept, whatever its probability (for FROC)",
     )
     sp.add_argument("--sr", metavar="OUT.dcm", help="write the AI result SR (TID 1500)")
+    sp.add_argument(
+        "--again",
+        action="store_true",
+        help="run the model even if this version already analysed the series "
+        "(archived studies keep their analyses in STORAGE/analyses)",
+    )
     sp.add_argument("--send", metavar="NODE", help="C-STORE the SR to a node (via the outbox)")
     sp = add(
         "evaluate",

@@ -120,6 +120,7 @@ class Workstation(QMainWindow):
         self.outbox_worker: OutboxWorker | None = None
         self._load_cancel: threading.Event | None = None
         self.first_image_s: float | None = None
+        self.stored_shown_s: float | None = None  # when a stored analysis was put on screen
         self.endoscopy: Any = None
         self.review_frames: list[Any] = []
         self.engine: Any = None
@@ -381,6 +382,8 @@ class Workstation(QMainWindow):
         self._load_cancel = cancel
         started = time.perf_counter()
         self.first_image_s = None
+        self.stored_shown_s = None
+        self.analysis = None
 
         def load(progress: Any) -> Volume:
             from core.loading import SeriesLoader
@@ -412,6 +415,8 @@ class Workstation(QMainWindow):
             if kind == "first":
                 self.first_image_s = time.perf_counter() - started
                 self.show_volume(value)
+                if self.analyze_on_open:
+                    self._show_stored_analysis(value)
             else:
                 self.reading.refresh()
                 self.status.showMessage(f"Loading: {value} of {len(paths)} images ...")
@@ -429,7 +434,8 @@ class Workstation(QMainWindow):
                 msg += " - " + "; ".join(volume.warnings)
             self.status.showMessage(msg)
             self.load_prior_results(study_uid, volume)
-            if self.analyze_on_open:
+            shown = self.analysis is not None and self.stored_shown_s is not None
+            if self.analyze_on_open and not shown:
                 self.analyze()
 
         def failed(message: str) -> None:
@@ -498,8 +504,11 @@ class Workstation(QMainWindow):
     def _engine(self) -> Any:
         if self.engine is None:
             from inference.engine import InferenceEngine
+            from inference.result_store import ResultStore
 
-            self.engine = InferenceEngine()
+            # Analyses are kept beside the archive: a series this model version analysed
+            # before (here, by `loupe analyze`, or on arrival) opens with its findings at once.
+            self.engine = InferenceEngine(results=ResultStore(self.settings.storage / "analyses"))
         return self.engine
 
     def analyze(self) -> None:
@@ -553,6 +562,34 @@ class Workstation(QMainWindow):
             on_failed=self._analysis_failed,
             on_progress=on_progress,
         )
+
+    def _show_stored_analysis(self, volume: Volume) -> None:
+        """A series this model version analysed before (here, by `loupe analyze`, or on
+        arrival): its findings and heatmap with the first image, not after the whole series
+        has loaded (the stored result was made from the same grid: input_key)."""
+        from inference.errors import InputNotApplicable, ModelError
+        from inference.result_store import volume_input_key
+
+        try:
+            engine = self._engine()
+            model = engine.model_for(volume.modality, None)
+            stored = engine.cached(
+                volume.series_instance_uid, model, volume_input_key(volume.shape, volume.affine)
+            )
+        except (ModelError, InputNotApplicable, OSError) as exc:
+            log.debug("no stored analysis shown: %s", exc)
+            return  # no model applies, or nothing stored: the usual analysis follows
+        if stored is None:
+            log.debug("no stored analysis for this series and model version")
+            return
+        heat = None
+        pv = stored.probability_volume
+        if pv is not None:
+            from core.heatmap import resample_to_grid
+
+            heat = resample_to_grid(pv.probabilities, pv.affine, volume.shape, volume.affine)
+        self.stored_shown_s = time.perf_counter()
+        self._analysis_done((stored, heat))
 
     def cancel_analysis(self) -> None:
         if self._ai_cancel is not None:
@@ -995,6 +1032,10 @@ class Workstation(QMainWindow):
             self.reading.set_priors([])
             return
 
+        from app.reporting import installation_uid
+
+        own_device = installation_uid(self.settings.storage)
+
         def read(_progress: Any) -> tuple[list[PriorMark], list[str], Any]:
             import pydicom
 
@@ -1035,6 +1076,8 @@ class Workstation(QMainWindow):
                     continue
                 if producer.verified:
                     continue  # reviewer SRs restate the AI SR: show the AI's marks once
+                if producer.device_uid == own_device:
+                    continue  # this installation's own results are the live ones
                 producers.append(producer.describe())
                 name = (
                     producer.algorithms[0][0]

@@ -549,3 +549,45 @@ def test_who_is_on_screen_and_panes_that_move_as_one(qtbot, reviewing):
     win.ai_summary_label.setText("AI: 4 findings at 'balanced' (p >= 0.38; ...); " * 3)
     hint = win.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 720
+
+
+def test_reopening_an_analysed_study_shows_its_findings_with_the_first_image(qtbot, tmp_path):
+    """The second time a study opens, the stored analysis (same model version, same series)
+    is on screen with the first image: no second run, decisions kept."""
+    import time
+
+    from core.synthetic.chest_ct import make_chest_ct, write_ct_series
+
+    ph = make_chest_ct(
+        seed=4321, slices=64, rows=192, cols=192, pixel_spacing_mm=1.5, slice_spacing_mm=2.5,
+        nodule_count=3, min_nodule_mm=8.0,
+    )  # fmt: skip
+    ct = write_ct_series(ph, tmp_path / "ct", patient_id="RE-1", patient_name="Re^Open")
+    settings = local_settings(tmp_path, {"user": "dr.re"})
+    archive = LocalArchive(settings.storage)
+    import_paths(archive, [tmp_path / "ct"])
+
+    win = show_workstation(qtbot, settings, archive)
+    win.open_study(ct.study_instance_uid)
+    qtbot.waitUntil(
+        lambda: win.loaded_at is not None
+        and (win.analysis is not None or win.analysis_error is not None),
+        timeout=120000,
+    )
+    assert win.analysis_error is None and win.analysis.findings
+    first = win.analysis.findings[0].finding_id
+    win.review.reject(first)
+    n_findings = len(list(win.findings))
+    win.close()
+
+    again = show_workstation(qtbot, settings, archive)
+    t0 = time.perf_counter()
+    again.open_study(ct.study_instance_uid)
+    qtbot.waitUntil(lambda: again.loaded_at is not None, timeout=60000)
+    assert again.stored_shown_s is not None, "the stored analysis was not shown early"
+    shown_after_first_image = again.stored_shown_s - t0 - (again.first_image_s or 0.0)
+    assert shown_after_first_image < 1.0
+    assert any("stored result" in w for w in again.analysis.warnings)
+    assert len(list(again.findings)) == n_findings
+    assert again.findings.get(first).status is ReviewStatus.REJECTED
+    assert again.reading.heat.heatmap is not None
