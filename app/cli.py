@@ -47,10 +47,6 @@ _EXIT_FOR: list[tuple[type[BaseException], int]] = [
 ]
 
 
-class UsageError(Exception):
-    pass
-
-
 def _print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

@@ -11,7 +11,7 @@ not exceed r; CPM is the mean over r in 1/8, 1/4, 1/2, 1, 2, 4, 8.
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,9 +161,3 @@ def candidates_from_findings(findings: Sequence[Finding]) -> list[Candidate]:
         if f.center_mm is not None
     ]
 
-
-def group_by_series(annotations: Sequence[Annotation]) -> Mapping[str, list[Annotation]]:
-    out: dict[str, list[Annotation]] = {}
-    for a in annotations:
-        out.setdefault(a.series_uid, []).append(a)
-    return out
