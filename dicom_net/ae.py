@@ -18,6 +18,9 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 # Accept private and future storage SOP classes, as archives must.
 _config.UNRESTRICTED_STORAGE_SERVICE = True
+# C-STORE data sets received through pynetdicom (its acceptor, and C-GET) go to a temporary
+# file as they arrive instead of memory; StoreIngest copies them into the archive in pieces.
+_config.STORE_RECV_CHUNKED_DATASET = True
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,18 @@ would bypass our caller checks, index and events.
 So the common association takes a short path: storage SOP classes (standard, private or
 unknown, as pynetdicom's unrestricted storage accepts them) and Verification, with no role
 selection, user identity, asynchronous operations window or extended negotiation. Its
-A-ASSOCIATE-RQ is read with MSG_PEEK; anything else - Query/Retrieve, storage commitment, a
-caller that is not allowed, an unusual request - is left unread on the socket and handed to
-pynetdicom's full acceptor on the same port, which reads it as if nothing had happened.
+A-ASSOCIATE-RQ is read with MSG_PEEK and checked (association_request.py); anything else -
+Query/Retrieve, storage commitment, a caller that is not allowed, an unusual request - is left
+unread on the socket and handed to pynetdicom's full acceptor on the same port, which reads it
+as if nothing had happened.
 
 On the fast path one thread per association (socketserver's) reads whole PDUs with blocking
 recv_into, splits PDVs, parses the small command set with struct, hands each data set to
-StoreIngest.store (the same check/write/index as pynetdicom's handler; the response is sent
+StoreIngest.begin/finish (the same check/write/index as pynetdicom's handler; the response is sent
 only after the file is written and indexed), and answers with a C-STORE-RSP encoded with
-struct. Protocol rules kept (PS3.8): ARTIM-like timeouts on every read, a maximum PDU length we
-advertise and enforce, A-ABORT on any PDU or PDV out of sequence, a cap on one data set's size,
-the association limit shared with pynetdicom's acceptors.
+struct. Protocol rules kept (PS3.8): a deadline on every PDU (receiver_limits.py), a maximum
+PDU length we advertise and enforce, A-ABORT on any PDU or PDV out of sequence, a cap on one
+data set's size, the association limit shared with pynetdicom's acceptors.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from typing import Any
 
 from pydicom.uid import UID
 from pynetdicom import sop_class as _sop_class_module
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu import A_ASSOCIATE_AC
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -47,6 +47,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext, negotiate_unrestricted
 from pynetdicom.sop_class import _STORAGE_CLASSES
 
+from dicom_net.association_request import AssociateRequest, timeval
 from dicom_net.ingest import IncomingInstance, StoreIngest
 from dicom_net.wire import (
     A_RELEASE_RP,
@@ -76,11 +77,7 @@ VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 # What we advertise as our maximum received PDU length on the fast path, and enforce.
 # Larger PDUs mean fewer reads; 1 MiB bounds what one read allocates.
 FAST_MAX_PDU = 1 << 20
-# An A-ASSOCIATE-RQ longer than this goes to pynetdicom (it is peeked, so it must fit in the
-# socket's receive buffer).
-MAX_PEEKED_RQ = 64 * 1024
-# One data set larger than this is refused with an A-ABORT (pynetdicom keeps data sets in
-# memory too, without a limit).
+# One data set larger than this is refused with an A-ABORT.
 MAX_DATASET_BYTES = 2 * 1024**3
 MAX_COMMAND_BYTES = 64 * 1024
 
@@ -106,51 +103,26 @@ def is_storage_like(abstract_syntax: str) -> bool:
     )
 
 
-def peek_associate_rq(sock: socket.socket, timeout: float) -> bytes | None:
-    """The A-ASSOCIATE-RQ PDU waiting on `sock`, read without consuming it.
-
-    None when the first PDU is something else, too long to peek, or not complete in time
-    (pynetdicom then deals with it).
-    """
-    sock.settimeout(timeout)
-    flags = socket.MSG_PEEK | socket.MSG_WAITALL
-    head = sock.recv(6, flags)
-    if len(head) < 6:
-        return None
-    pdu_type, length = PDU_HEADER.unpack(head)
-    if pdu_type != 0x01 or length > MAX_PEEKED_RQ:
-        return None
-    data = sock.recv(6 + length, flags)
-    return data if len(data) == 6 + length else None
-
-
 def fast_path_request(
-    data: bytes, allowed: Callable[[str], bool], contexts: list[PresentationContext]
-) -> tuple[A_ASSOCIATE, list[PresentationContext]] | None:
-    """The decoded request and the contexts we would accept, if the fast path can serve it."""
-    try:
-        rq = A_ASSOCIATE_RQ()
-        rq.decode(data)
-        prim = rq.to_primitive()
-    except Exception:  # pynetdicom's decoder raises several kinds: let pynetdicom answer
-        return None
-    if rq.protocol_version != 0x0001:
+    request: AssociateRequest, allowed: Callable[[str], bool], contexts: list[PresentationContext]
+) -> list[PresentationContext] | None:
+    """The presentation contexts we would accept, if the fast path can serve the request."""
+    prim = request.primitive
+    if request.protocol_version != 0x0001:
         return None
     if str(prim.application_context_name) != APPLICATION_CONTEXT_NAME:
         return None
-    if not allowed(str(prim.calling_ae_title).strip()):
+    if not allowed(request.calling_ae_title):
         return None
     if any(not isinstance(item, _KNOWN_USER_ITEMS) for item in prim.user_information):
         return None
     proposed = prim.presentation_context_definition_list
-    if not proposed:
-        return None
     for cx in proposed:
         syntax = str(cx.abstract_syntax)
         if syntax != VERIFICATION_SOP_CLASS and not is_storage_like(syntax):
             return None
     result, _roles = negotiate_unrestricted(proposed, contexts, {})
-    return prim, result
+    return result
 
 
 def associate_ac(prim: A_ASSOCIATE, result: list[PresentationContext]) -> bytes:
@@ -168,6 +140,10 @@ def associate_ac(prim: A_ASSOCIATE, result: list[PresentationContext]) -> bytes:
 
 
 # -- one association ---------------------------------------------------------------------------
+class _PduOverdue(Exception):
+    """A PDU did not arrive completely within the PDU deadline."""
+
+
 @dataclass
 class FastAssociationStats:
     calling_ae: str = ""
@@ -188,11 +164,11 @@ class FastStoreAssociation:
         accepted: list[PresentationContext],
         ingest: StoreIngest,
         *,
-        timeout: float,
+        pdu_timeout: float,
     ):
         self.sock = sock
         self.calling_ae = str(prim.calling_ae_title).strip()
-        self.timeout = timeout
+        self.pdu_timeout = pdu_timeout
         self.ingest = ingest
         # context id -> (abstract syntax, transfer syntax) of the accepted contexts
         self.contexts: dict[int, tuple[str, str]] = {
@@ -205,6 +181,8 @@ class FastStoreAssociation:
         self._buf = bytearray(2 * (FAST_MAX_PDU + 6))
         self._view = memoryview(self._buf)
         self._start = self._end = 0
+        self._deadline = 0.0  # time.monotonic() by which the PDU being read must be complete
+        self._armed = pdu_timeout  # the socket's SO_RCVTIMEO
 
     # reading -------------------------------------------------------------------------------
     # One receive buffer per association, filled with whatever the kernel has (several PDUs
@@ -225,8 +203,31 @@ class FastStoreAssociation:
             if k == 0:
                 raise PeerGone
             self._end += k
+            if self._end - self._start < n:
+                self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        """A PDU is still incomplete after a recv: has its deadline passed?
+
+        SO_RCVTIMEO alone restarts with every recv, so a peer sending a byte now and then
+        would never be timed out. Once less than half the deadline is left, the next recv's
+        timeout is shortened to what is left; not before, so a PDU that arrives in many
+        pieces at full speed costs no extra syscall."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _PduOverdue
+        if left < self._armed / 2:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(left))
+            self._armed = left
+
+    def _start_deadline(self) -> None:
+        self._deadline = time.monotonic() + self.pdu_timeout
+        if self._armed != self.pdu_timeout:  # shortened for the previous PDU
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(self.pdu_timeout))
+            self._armed = self.pdu_timeout
 
     def _read_pdu(self) -> tuple[int, memoryview]:
+        self._start_deadline()
         self._fill(6)
         pdu_type, length = PDU_HEADER.unpack_from(self._buf, self._start)
         if pdu_type == 0x04 and length > FAST_MAX_PDU:
@@ -244,10 +245,10 @@ class FastStoreAssociation:
         # A blocking socket with kernel timeouts: Python's own timeout mode adds a poll()
         # before every recv (measured: a fifth of the syscalls of a received instance).
         sock.settimeout(None)
-        timeval = struct.pack("ll", int(self.timeout), int(self.timeout % 1 * 1e6))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(self.pdu_timeout))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(self.pdu_timeout))
         try:
+            self._start_deadline()
             self._fill(rq_length)  # the A-ASSOCIATE-RQ we peeked
             self._start += rq_length
             sock.sendall(ac_pdu)
@@ -256,8 +257,9 @@ class FastStoreAssociation:
             self.stats.ended = f"aborted: {exc}"
             with contextlib.suppress(OSError):
                 sock.sendall(a_abort(exc.reason))
-        except (TimeoutError, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO expired
-            self.stats.ended = f"aborted: nothing received for {self.timeout:.0f} s"
+        # BlockingIOError: SO_RCVTIMEO or SO_SNDTIMEO expired
+        except (_PduOverdue, TimeoutError, BlockingIOError):
+            self.stats.ended = f"aborted: no complete PDU within {self.pdu_timeout:g} s"
             with contextlib.suppress(OSError):
                 sock.sendall(a_abort())
         except PeerGone:
@@ -437,22 +439,22 @@ class FastStoreAssociation:
 
 def serve_fast(
     sock: socket.socket,
-    peeked: bytes,
-    prim: A_ASSOCIATE,
+    request: AssociateRequest,
     accepted: list[PresentationContext],
     ingest: StoreIngest,
     *,
-    timeout: float,
+    pdu_timeout: float,
     address: Any,
 ) -> FastAssociationStats:
     """Accept and serve one fast-path association; logs one line at the end (no patient data)."""
     started = time.perf_counter()
-    assoc = FastStoreAssociation(sock, prim, accepted, ingest, timeout=timeout)
+    prim = request.primitive
+    assoc = FastStoreAssociation(sock, prim, accepted, ingest, pdu_timeout=pdu_timeout)
     if not assoc.contexts:
         # Nothing acceptable proposed: let the requestor know through a normal AC with all
         # contexts rejected, as pynetdicom does.
         log.info("association from %s: no acceptable presentation context", assoc.calling_ae)
-    stats = assoc.serve(associate_ac(prim, accepted), len(peeked))
+    stats = assoc.serve(associate_ac(prim, accepted), len(request.raw))
     log.info(
         "storage association from %s (%s): %d stored, %d refused, %.1f MB in %.2f s; %s",
         stats.calling_ae,

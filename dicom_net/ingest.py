@@ -9,12 +9,15 @@ words the refusals. bench/check_fast_header.py checks that both give the same he
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydicom.uid import UID
@@ -115,49 +118,44 @@ class StoreIngest:
         self.counters = IngestCounters()
 
     def __call__(self, event: Any) -> int:
-        """pynetdicom's EVT_C_STORE handler."""
+        """pynetdicom's EVT_C_STORE handler.
+
+        With STORE_RECV_CHUNKED_DATASET (ae.py) pynetdicom has written the data set to a
+        temporary file as it arrived: it is copied into the archive in pieces, never held
+        whole in memory, and the temporary file removed (pynetdicom removes it only on the
+        acceptor side, not for C-GET)."""
         req = event.request
         try:
-            dataset = req.DataSet.getvalue()
-            status, _comment = self.store(
+            spooled: Path | None = event.dataset_path
+        except AttributeError:  # not spooled
+            spooled = None
+        incoming: IncomingInstance | None = None
+        try:
+            incoming = self.begin(
                 calling_ae=str(event.assoc.requestor.ae_title),
                 message_id=int(req.MessageID),
                 sop_class_uid=str(req.AffectedSOPClassUID),
                 sop_instance_uid=str(req.AffectedSOPInstanceUID),
                 transfer_syntax=str(event.context.transfer_syntax),
-                dataset=dataset,
             )
+            if spooled is None:
+                with req.DataSet.getbuffer() as dataset:
+                    incoming.add(dataset)
+            else:
+                _copy_spooled(spooled, incoming)
+            status, _comment = self.finish(incoming)
         except Exception as exc:  # pynetdicom raises various errors for unparsable requests
+            if incoming is not None:
+                incoming.discard()
             source = f"C-STORE from {str(event.assoc.requestor.ae_title).strip()}"
             return self._refuse(
                 source, f"cannot decode the request ({exc})", STATUS_CANNOT_UNDERSTAND
             )
+        finally:
+            if spooled is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(spooled)
         return status
-
-    def store(
-        self,
-        *,
-        calling_ae: str,
-        message_id: int,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        transfer_syntax: str,
-        dataset: bytes,
-    ) -> tuple[int, str]:
-        """Check, write and index one received data set; (DIMSE status, error comment).
-
-        Used by pynetdicom's handler (above) and, through it, by C-GET. The fast storage path
-        (fast_store.py) uses begin()/finish() to write fragments as they arrive.
-        """
-        incoming = self.begin(
-            calling_ae=calling_ae,
-            message_id=message_id,
-            sop_class_uid=sop_class_uid,
-            sop_instance_uid=sop_instance_uid,
-            transfer_syntax=transfer_syntax,
-        )
-        incoming.add(dataset)
-        return self.finish(incoming)
 
     def begin(
         self,
@@ -168,7 +166,10 @@ class StoreIngest:
         sop_instance_uid: str,
         transfer_syntax: str,
     ) -> IncomingInstance:
-        """Start receiving a data set: its fragments go to a file in incoming/ as they come."""
+        """Start receiving a data set: its fragments go to a file in incoming/ as they come.
+
+        Used by pynetdicom's handler (above), through it by C-GET, and by the fast storage
+        path (fast_store.py) as fragments arrive."""
         return IncomingInstance(
             self.archive,
             calling_ae=calling_ae.strip(),
@@ -251,6 +252,38 @@ class StoreIngest:
             self.counters.refused += 1
         log.warning("refused %s: %s (status 0x%04X)", source, reason, status)
         return status
+
+
+# Pieces in which a data set spooled by pynetdicom is copied into the archive.
+_SPOOL_CHUNK = 1 << 20
+# pynetdicom's spooled file: preamble, "DICM", then (0002,0000) UL, 4 bytes, the meta length.
+_META_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"
+
+
+def _copy_spooled(path: Path, incoming: IncomingInstance) -> None:
+    """The data set of a Part 10 file pynetdicom wrote, into `incoming`, 1 MiB at a time."""
+    with open(path, "rb") as fh:
+        head = fh.read(144)
+        if len(head) < 144 or head[128:132] != b"DICM" or head[132:140] != _META_GROUP_LENGTH:
+            raise ArchiveError(f"{incoming.source}: pynetdicom's spooled file has no file meta")
+        fh.seek(144 + struct.unpack("<I", head[140:144])[0])
+        while chunk := fh.read(_SPOOL_CHUNK):
+            incoming.add(chunk)
+
+
+def discard_partial_spool(assoc: Any) -> None:
+    """Remove the temporary file of a data set pynetdicom was still spooling when `assoc`
+    (a pynetdicom Association) ended: pynetdicom removes it only after the C-STORE handler has
+    run, so a peer that aborts or vanishes mid-data-set would leave it on disk."""
+    message = getattr(assoc.dimse, "message", None)
+    spool = getattr(message, "_data_set_file", None)
+    if spool is None:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(spool.name)
+    if not assoc.dul.is_alive():  # nothing writes to it any more
+        with contextlib.suppress(OSError, ValueError):
+            spool.close()
 
 
 # -- Part 10 bytes as received ----------------------------------------------------------------

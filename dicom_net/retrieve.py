@@ -45,7 +45,7 @@ from dicom_net.errors import (
     QueryFailed,
     RetrieveFailed,
 )
-from dicom_net.ingest import StoreIngest
+from dicom_net.ingest import StoreIngest, discard_partial_spool
 from dicom_net.nodes import LocalNode, RemoteNode, RetrieveMethod
 from dicom_net.query import FindQuery, find, find_failure, find_identifier
 
@@ -373,6 +373,7 @@ def _get(
     finally:
         if assoc.is_established:
             assoc.release()
+        discard_partial_spool(assoc)
     return out
 
 

@@ -7,16 +7,29 @@ import errno
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dicom_net.ae import ACSE_TIMEOUT_S, NETWORK_TIMEOUT_S, make_ae
+from dicom_net.ae import make_ae
 from dicom_net.archive import LocalArchive, StoredInstance
+from dicom_net.association_request import (
+    MAX_ASSOCIATE_RQ,
+    ArtimExpired,
+    AssociateRequest,
+    answer_and_close,
+    clear_receive_timeout,
+    close_now,
+    decode_associate_rq,
+    drain_and_close,
+    peek_associate_rq,
+)
 from dicom_net.contexts import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -29,16 +42,34 @@ from dicom_net.contexts import (
     storage_scp_contexts,
 )
 from dicom_net.errors import DicomNetError
-from dicom_net.fast_store import fast_path_request, peek_associate_rq, serve_fast
-from dicom_net.ingest import IngestCounters, StoreIngest
+from dicom_net.fast_store import FAST_MAX_PDU, fast_path_request, serve_fast
+from dicom_net.ingest import IngestCounters, StoreIngest, discard_partial_spool
 from dicom_net.nodes import LocalNode
 from dicom_net.qr_provider import QueryRetrieveProvider
-from dicom_net.wire import a_associate_rj
+from dicom_net.receiver_limits import AssociationSlots, ReceiverLimits, SlotHolder
+from dicom_net.wire import (
+    ABORT_INVALID_PDU_PARAMETER,
+    PeerGone,
+    ProtocolError,
+    a_abort,
+    a_associate_rj,
+)
 
 log = logging.getLogger(__name__)
 
 # pynetdicom treats an empty list as "anyone"; this title stands for "nobody".
 _NOBODY = "~NO-CALLER-OK~~~"
+
+# How often a handler thread looks at its pynetdicom association, and how long after
+# pynetdicom's own timer (set to the same value) it steps in.
+_WATCH_INTERVAL_S = 0.25
+_WATCH_GRACE_S = 1.0
+# pynetdicom counts its acceptor threads against AE.maximum_associations, including threads
+# whose association has ended or not begun; our AssociationSlots are the limit instead.
+_PYNETDICOM_NO_LIMIT = 1_000_000
+# The longest PDU pynetdicom may read on our behalf: the maximum we advertise for P-DATA,
+# and the longest A-ASSOCIATE-RQ we take (the same 1 MiB).
+MAX_RECEIVED_PDU = max(FAST_MAX_PDU, MAX_ASSOCIATE_RQ)
 
 _QR_MODELS: tuple[str, ...] = (
     PATIENT_ROOT_FIND,
@@ -57,84 +88,222 @@ class _FastPath:
     ingest: StoreIngest
     allowed: Callable[[str], bool]
     contexts: list[PresentationContext]
-    active: set[socket.socket] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    associations: int = 0
 
 
 class _LoupeAssociationServer(ThreadedAssociationServer):
     fast: _FastPath | None = None
+    limits: ReceiverLimits
+    slots: AssociationSlots
+    # Handler threads last as long as their connection: never keep the process alive.
+    daemon_threads = True
+    # Connections waiting to be accepted (socketserver's default is 5): a PACS opening
+    # several associations at once, beside a burst of junk, is not turned away by the kernel.
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()  # open, on either path
+        self.connections_lock = threading.Lock()
+
+
+class _Progress:
+    """When a pynetdicom association last sent or received a whole PDU (time.monotonic())."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def touch(self, _event: Any) -> None:
+        self.last = time.monotonic()
 
 
 class _LoupeRequestHandler(RequestHandler):
-    """Plain storage associations take the fast path; everything else goes to pynetdicom."""
+    """One connection: its A-ASSOCIATE-RQ checked within ARTIM, then the fast path for plain
+    storage, pynetdicom for everything else, both under one association limit."""
 
     server: _LoupeAssociationServer
 
     def handle(self) -> None:
-        fast = self.server.fast
+        server = self.server
         sock: socket.socket = self.request
-        if fast is None:
-            super().handle()
-            return
-        timeout = sock.gettimeout()
+        with server.connections_lock:
+            server.connections.add(sock)
         try:
-            peeked = peek_associate_rq(sock, ACSE_TIMEOUT_S)
-        except OSError:  # includes the timeout: ARTIM expired before any request
-            self._close(sock)
-            return
-        request = fast_path_request(peeked, fast.allowed, fast.contexts) if peeked else None
-        if request is None or peeked is None:
-            sock.settimeout(timeout)
-            super().handle()
-            return
-        prim, accepted = request
-        with fast.lock:
-            busy = fast.associations + len(self.server.active_associations)
-            if busy >= self.server.ae.maximum_associations:
-                full = True
-            else:
-                full = False
-                fast.associations += 1
-                fast.active.add(sock)
-        if full:
-            log.warning(
-                "association from %s rejected: %d associations already open (the maximum)",
-                str(prim.calling_ae_title).strip(),
-                busy,
+            self._handle(sock)
+        finally:
+            with server.connections_lock:
+                server.connections.discard(sock)
+
+    def _handle(self, sock: socket.socket) -> None:
+        server = self.server
+        limits = server.limits
+        peer = self._peer()
+        artim_deadline = time.monotonic() + limits.artim_s
+        request: AssociateRequest | None = None
+        try:
+            raw = peek_associate_rq(sock, artim_deadline)
+            if raw is not None:
+                request = decode_associate_rq(raw)
+        except ArtimExpired:
+            log.info(
+                "connection from %s closed: no A-ASSOCIATE-RQ within %g s", peer, limits.artim_s
             )
-            with contextlib.suppress(OSError):
-                sock.sendall(a_associate_rj(2, 3, 2))  # transient, local limit exceeded
-            self._close(sock)
+            close_now(sock)
+            return
+        except ProtocolError as exc:
+            # A-ABORT, not A-ASSOCIATE-RJ: PS3.8's state machine answers an unrecognised or
+            # invalid PDU received while awaiting the A-ASSOCIATE-RQ with an A-ABORT (AA-1),
+            # and the reasons an A-ASSOCIATE-RJ can give (AE title, application context,
+            # protocol version, limits) presume a request that could be read. The abort's
+            # source is the service provider (2), its reason from PS3.8 9.3.8.
+            log.warning("connection from %s aborted: %s", peer, exc)
+            answer_and_close(sock, a_abort(exc.reason), artim_deadline)
+            return
+        except (PeerGone, OSError):  # closed, aborted or reset before asking for anything
+            close_now(sock)
+            return
+        fast = server.fast
+        accepted = None
+        if fast is not None and request is not None:
+            accepted = fast_path_request(request, fast.allowed, fast.contexts)
+        if request is None or accepted is None:
+            clear_receive_timeout(sock)
+            self._serve_pynetdicom(sock, artim_deadline)
+            return
+        assert fast is not None
+        if not server.slots.acquire():
+            log.warning(
+                "association from %s (%s) rejected: %d associations already open (the maximum)",
+                request.calling_ae_title,
+                peer,
+                server.slots.limit,
+            )
+            # transient, service provider (presentation related), local limit exceeded
+            answer_and_close(sock, a_associate_rj(2, 3, 2), artim_deadline)
             return
         try:
             serve_fast(
                 sock,
-                peeked,
-                prim,
+                request,
                 accepted,
                 fast.ingest,
-                timeout=NETWORK_TIMEOUT_S,
+                pdu_timeout=limits.pdu_timeout_s,
                 address=self.client_address,
             )
         finally:
-            with fast.lock:
-                fast.associations -= 1
-                fast.active.discard(sock)
-            self._close(sock)
+            server.slots.release()
+            drain_and_close(sock, time.monotonic() + limits.artim_s)
 
-    @staticmethod
-    def _close(sock: socket.socket) -> None:
+    def _serve_pynetdicom(self, sock: socket.socket, artim_deadline: float) -> None:
+        """pynetdicom's acceptor (what RequestHandler.handle does), watched from this thread.
+
+        Its slot is taken when the request arrives (EVT_REQUESTED) and given back as soon as
+        the association no longer exists. The watch closes the connection when pynetdicom's
+        own timers cannot: its reader blocks inside a PDU that arrives a byte at a time, and
+        its abort then waits for that reader forever.
+        """
+        limits = self.server.limits
+        holder = SlotHolder(self.server.slots)
+        progress = _Progress()
+        requested = threading.Event()
+        assoc = self._create_association()
+        _refuse_long_pdus(assoc, sock, self._peer())
+
+        def on_requested(_event: Any) -> None:
+            requested.set()
+            if holder.acquire():
+                return
+            rq = assoc.requestor.primitive
+            log.warning(
+                "association from %s (%s) rejected: %d associations already open (the maximum)",
+                str(rq.calling_ae_title).strip() if rq is not None else "?",
+                self._peer(),
+                self.server.slots.limit,
+            )
+            # As pynetdicom rejects: transient, service provider (presentation related),
+            # local limit exceeded; then wait for the peer to close (ARTIM bounds the wait).
+            assoc.acse.send_reject(0x02, 0x03, 0x02)
+            evt.trigger(assoc, evt.EVT_REJECTED, {})
+            assoc.kill()
+
+        def on_ended(_event: Any) -> None:
+            holder.release()
+
+        assoc.bind(evt.EVT_REQUESTED, on_requested)
+        for event in (evt.EVT_REJECTED, evt.EVT_ABORTED, evt.EVT_RELEASED, evt.EVT_CONN_CLOSE):
+            assoc.bind(event, on_ended)
+        assoc.bind(evt.EVT_PDU_RECV, progress.touch)
+        assoc.bind(evt.EVT_PDU_SENT, progress.touch)
+        evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        assoc.start()
+        try:
+            while assoc.is_alive():
+                assoc.join(_WATCH_INTERVAL_S)
+                late = time.monotonic() - _WATCH_GRACE_S
+                if not requested.is_set() and late > artim_deadline:
+                    why = f"no A-ASSOCIATE-RQ within {limits.artim_s:g} s"
+                elif (
+                    requested.is_set()
+                    and not assoc.is_rejected
+                    and late > progress.last + limits.pdu_timeout_s
+                ):
+                    why = f"no complete PDU within {limits.pdu_timeout_s:g} s"
+                else:
+                    continue
+                if assoc.is_alive():
+                    log.warning("association from %s aborted: %s", self._peer(), why)
+                    holder.release()
+                    # The blocked reader then sees the connection closed, and pynetdicom
+                    # ends the association as if the peer had gone.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    assoc.join(max(limits.artim_s, 5.0))
+                break
+        finally:
+            holder.release()
+            discard_partial_spool(assoc)
+
+    def _peer(self) -> str:
+        address = self.client_address
+        return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
+def _refuse_long_pdus(assoc: Association, sock: socket.socket, peer: str) -> None:
+    """Make pynetdicom's reader refuse a PDU longer than we accept before it buffers it.
+
+    pynetdicom reads every PDU whole into memory, whatever length its header claims (up to
+    4 GiB), and does not hold the peer to the maximum PDU length it advertised. Its reader
+    asks the socket for a PDU's 6-byte header, then for the rest in one call: that call is
+    checked here. The reader's thread is the only one that sends on the socket, so it can
+    send the A-ABORT itself; pynetdicom then sees the connection closed and ends the
+    association.
+    """
+    transport = assoc.dul.socket
+    assert transport is not None
+    read = transport.recv
+
+    def recv(nr_bytes: int) -> bytearray:
+        if nr_bytes <= MAX_RECEIVED_PDU:
+            return read(nr_bytes)
+        log.warning(
+            "association from %s aborted: PDU of %d bytes, above our maximum %d",
+            peer,
+            nr_bytes,
+            MAX_RECEIVED_PDU,
+        )
         with contextlib.suppress(OSError):
+            sock.sendall(a_abort(ABORT_INVALID_PDU_PARAMETER))
             sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
+        return bytearray()
+
+    transport.recv = recv  # type: ignore[method-assign]
 
 
 class StorageServer:
     """Listens on `local.port`; stores what allowed callers send into the archive.
 
     With `qr_destinations` it also answers C-FIND/C-MOVE/C-GET from the archive, moving to
-    the AE titles listed there ({ae_title: (host, port)}).
+    the AE titles listed there ({ae_title: (host, port)}). `limits`: the association limit
+    and timeouts (receiver_limits.py).
     """
 
     def __init__(
@@ -145,9 +314,11 @@ class StorageServer:
         node_for_ae: Callable[[str], str | None] | None = None,
         on_stored: Callable[[StoredInstance], None] | None = None,
         qr_destinations: Mapping[str, tuple[str, int]] | None = None,
+        limits: ReceiverLimits | None = None,
     ):
         self.archive = archive
         self.local = local
+        self.limits = limits if limits is not None else ReceiverLimits()
         self.ingest = StoreIngest(archive, node_for_ae=node_for_ae, on_stored=on_stored)
         self.qr = (
             QueryRetrieveProvider(archive, qr_destinations) if qr_destinations is not None else None
@@ -167,6 +338,14 @@ class StorageServer:
 
     def start(self) -> None:
         ae = make_ae(self.local)
+        # pynetdicom's acceptor: how long it waits for the A-ASSOCIATE-RQ and, after a reject
+        # or abort, for the peer to close (its ARTIM); how long without a PDU it aborts.
+        ae.acse_timeout = self.limits.artim_s
+        ae.network_timeout = self.limits.pdu_timeout_s
+        ae.maximum_associations = _PYNETDICOM_NO_LIMIT
+        # What pynetdicom's acceptor advertises (make_ae's 0 means unlimited): data sets are
+        # spooled to disk (ae.py), so a PDU is the most one association holds in memory.
+        ae.maximum_pdu_size = FAST_MAX_PDU
         for cx in storage_scp_contexts():
             if cx.abstract_syntax is not None:
                 ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
@@ -210,6 +389,8 @@ class StorageServer:
                 f"cannot listen on {self.local.bind}:{self.local.port}: {exc.strerror}"
             ) from exc
         assert isinstance(server, _LoupeAssociationServer)
+        server.limits = self.limits
+        server.slots = AssociationSlots(self.limits.max_associations)
         if self.local.fast_store:
             server.fast = _FastPath(
                 ingest=self.ingest,
@@ -232,12 +413,11 @@ class StorageServer:
         if self._server is not None:
             server, self._server = self._server, None
             server.shutdown()
-            if server.fast is not None:
-                with server.fast.lock:
-                    open_sockets = list(server.fast.active)
-                for sock in open_sockets:  # ends their threads: recv returns or fails
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
+            with server.connections_lock:
+                open_sockets = list(server.connections)
+            for sock in open_sockets:  # ends their threads: recv returns or fails
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             if self._thread is not None:
                 self._thread.join(timeout=5)
                 self._thread = None
