@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.settings import Settings
+from app.study_services import ArchiveStudyServices
 from core.display import WINDOW_PRESETS, AiVisibility, HeatmapLayer, WindowLevel
 from core.findings import FindingSet, ReviewStatus
 from core.navigation import Cursor
@@ -147,9 +148,8 @@ class Workstation(QMainWindow):
         self.center.addWidget(self.reading)
         self.setCentralWidget(self.center)
 
-        self.browser = StudyBrowserPanel(
-            archive, settings.local, settings.nodes, ai_status=self.ai_status_of
-        )
+        self.study_services = ArchiveStudyServices(archive, settings.local, settings.nodes)
+        self.browser = StudyBrowserPanel(self.study_services, ai_status=self.ai_status_of)
         self.browser.open_study.connect(self.open_study)
         studies_dock = self._dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.findings_panel = FindingsPanel(self.nav)
@@ -337,7 +337,7 @@ class Workstation(QMainWindow):
         try:
             server.start()
             self.server = server
-            self.browser.ingest = server.ingest
+            self.study_services.ingest = server.ingest
             self.status.showMessage(
                 f"{self.settings.local.ae_title} receiving on port {server.port}", 8000
             )

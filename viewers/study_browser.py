@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pydicom
@@ -30,10 +30,6 @@ from PySide6.QtWidgets import (
 )
 
 from core.frames import open_frames
-from dicom_net.archive import LocalArchive, StudyRecord
-from dicom_net.nodes import LocalNode, RemoteNode
-from dicom_net.query import FindQuery, find
-from dicom_net.retrieve import RetrieveProgress, RetrieveResult, retrieve
 from viewers.tasks import run_task
 from viewers.theme import icon
 
@@ -79,25 +75,62 @@ def thumbnail(path: str, size: int = 96) -> QPixmap:
     )
 
 
+class StudyServices(Protocol):
+    """What the browser needs from the archive and the network, as plain callables (the
+    application supplies them: app/study_services.py); the browser imports no networking."""
+
+    def studies(self) -> list[Any]:
+        """Local studies (study_instance_uid, patient_name, patient_id, study_date,
+        study_description, modalities, instance_count, retrieve_state, missing_instances)."""
+        ...
+
+    def series(self, study_uid: str) -> list[Any]:
+        """A local study's series (series_instance_uid, modality, series_number,
+        series_description, instance_count)."""
+        ...
+
+    def middle_image(self, series_uid: str) -> str | None:
+        """Path of a series' middle image, for its thumbnail."""
+        ...
+
+    def nodes(self) -> list[tuple[str, str]]:
+        """(name, label) of each PACS node."""
+        ...
+
+    def describe_node(self, name: str) -> str: ...
+
+    def search(self, node: str, filters: dict[str, str]) -> list[dict[str, Any]]:
+        """Study-level query (filters: patient_id, patient_name, modality, study_date);
+        ValueError for a filter that is not valid."""
+        ...
+
+    def retrieve(
+        self,
+        node: str,
+        study_uid: str,
+        cancel: threading.Event,
+        progress: Callable[[Any], None],
+    ) -> Any:
+        """Bring a study here; the result has present, expected, method, seconds, notes.
+        Progress items have completed and remaining."""
+        ...
+
+
 class StudyBrowserPanel(QTabWidget):
     open_study = Signal(str)  # Study Instance UID
-    retrieved = Signal(object)  # RetrieveResult
+    retrieved = Signal(object)  # the retrieve result
 
     def __init__(
         self,
-        archive: LocalArchive,
-        local: LocalNode,
-        nodes: tuple[RemoteNode, ...],
+        services: StudyServices,
         *,
         ai_status: Callable[[str], str] | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
-        self.archive = archive
-        self.local = local
-        self.nodes = nodes
+        self.services = services
         self.ai_status = ai_status or (lambda _uid: "")
-        self._studies: list[StudyRecord] = []
+        self._studies: list[Any] = []
         self._remote: list[dict[str, Any]] = []
         self._cancel: threading.Event | None = None
         self.addTab(self._build_local(), icon("fa5s.hdd"), "Local")
@@ -137,7 +170,7 @@ class StudyBrowserPanel(QTabWidget):
         return t
 
     def refresh_local(self) -> None:
-        self._studies = self.archive.studies()
+        self._studies = self.services.studies()
         t = self.local_table
         t.setRowCount(len(self._studies))
         for row, s in enumerate(self._studies):
@@ -164,15 +197,14 @@ class StudyBrowserPanel(QTabWidget):
         if not rows:
             return
         study = self._studies[min(rows)]
-        for series in self.archive.series(study.study_instance_uid):
+        for series in self.services.series(study.study_instance_uid):
             item = QListWidgetItem(
                 f"{series.modality} {series.series_number or ''}\n"
                 f"{series.series_description[:18]}\n{series.instance_count} img"
             )
             self.series_list.addItem(item)
-            instances = self.archive.instances(series_instance_uid=series.series_instance_uid)
-            if instances:
-                middle = str(instances[len(instances) // 2].path)
+            middle = self.services.middle_image(series.series_instance_uid)
+            if middle:
                 self._thumbnail(item, middle)
 
     def _thumbnail(self, item: QListWidgetItem, path: str) -> None:
@@ -187,8 +219,9 @@ class StudyBrowserPanel(QTabWidget):
         lay = QVBoxLayout(w)
         form = QFormLayout()
         self.node_box = QComboBox()
-        for n in self.nodes:
-            self.node_box.addItem(f"{n.name} ({n.ae_title})", n.name)
+        nodes = self.services.nodes()
+        for name, label in nodes:
+            self.node_box.addItem(label, name)
         self.f_patient_id = QLineEdit()
         self.f_patient_name = QLineEdit()
         self.f_patient_name.setPlaceholderText("wildcards: Doe*")
@@ -223,31 +256,25 @@ class StudyBrowserPanel(QTabWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.remote_status)
-        if not self.nodes:
+        if not nodes:
             self.remote_status.setText("No PACS node configured: add [[nodes]] to the settings.")
             search.setEnabled(False)
         return w
 
-    def _node(self) -> RemoteNode:
-        name = self.node_box.currentData()
-        return next(n for n in self.nodes if n.name == name)
+    def _node(self) -> str:
+        return str(self.node_box.currentData())
 
     def search(self) -> None:
         node = self._node()
-        try:
-            query = FindQuery(
-                level="study",
-                patient_id=self.f_patient_id.text().strip(),
-                patient_name=self.f_patient_name.text().strip(),
-                modality=self.f_modality.text().strip(),
-                study_date=self.f_date.text().strip(),
-            )
-        except ValueError as exc:
-            self.remote_status.setText(str(exc))
-            return
-        self.remote_status.setText(f"Searching {node.describe()} ...")
+        filters = {
+            "patient_id": self.f_patient_id.text().strip(),
+            "patient_name": self.f_patient_name.text().strip(),
+            "modality": self.f_modality.text().strip(),
+            "study_date": self.f_date.text().strip(),
+        }
+        self.remote_status.setText(f"Searching {self.services.describe_node(node)} ...")
         run_task(
-            lambda _p: find(self.local, node, query),
+            lambda _p: self.services.search(node, filters),
             on_done=self._show_remote,
             on_failed=self.remote_status.setText,
         )
@@ -284,18 +311,10 @@ class StudyBrowserPanel(QTabWidget):
         self._cancel = cancel
         self.cancel_button.setEnabled(True)
         self.retrieve_button.setEnabled(False)
-        self.remote_status.setText(f"Retrieving from {node.describe()} ...")
+        self.remote_status.setText(f"Retrieving from {self.services.describe_node(node)} ...")
 
-        def work(progress: Callable[[Any], None]) -> RetrieveResult:
-            return retrieve(
-                self.local,
-                node,
-                self.archive,
-                study_instance_uid=uid,
-                cancel=cancel,
-                on_progress=progress,
-                ingest=self.ingest,
-            )
+        def work(progress: Callable[[Any], None]) -> Any:
+            return self.services.retrieve(node, uid, cancel, progress)
 
         run_task(
             work,
@@ -304,9 +323,7 @@ class StudyBrowserPanel(QTabWidget):
             on_progress=self._retrieve_progress,
         )
 
-    ingest: Any = None  # the workstation's StoreIngest (so counts and callbacks are shared)
-
-    def _retrieve_progress(self, p: RetrieveProgress) -> None:
+    def _retrieve_progress(self, p: Any) -> None:
         if p.remaining is not None:
             self.progress.setRange(0, p.completed + p.remaining)
         self.progress.setValue(p.completed)
@@ -317,7 +334,7 @@ class StudyBrowserPanel(QTabWidget):
         self.retrieve_button.setEnabled(True)
         self.refresh_local()
 
-    def _retrieve_done(self, result: RetrieveResult) -> None:
+    def _retrieve_done(self, result: Any) -> None:
         self._retrieve_finished()
         self.progress.setValue(self.progress.maximum())
         extra = "; " + "; ".join(result.notes) if result.notes else ""

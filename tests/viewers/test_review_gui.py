@@ -570,8 +570,10 @@ def test_reopening_an_analysed_study_shows_its_findings_with_the_first_image(qtb
     win = show_workstation(qtbot, settings, archive)
     win.open_study(ct.study_instance_uid)
     qtbot.waitUntil(
-        lambda: win.loaded_at is not None
-        and (win.analysis is not None or win.analysis_error is not None),
+        lambda: (
+            win.loaded_at is not None
+            and (win.analysis is not None or win.analysis_error is not None)
+        ),
         timeout=120000,
     )
     assert win.analysis_error is None and win.analysis.findings
@@ -591,3 +593,42 @@ def test_reopening_an_analysed_study_shows_its_findings_with_the_first_image(qtb
     assert len(list(again.findings)) == n_findings
     assert again.findings.get(first).status is ReviewStatus.REJECTED
     assert again.reading.heat.heatmap is not None
+
+
+@pytest.mark.network
+def test_pacs_tab_searches_and_retrieves_from_a_real_pacs(
+    qtbot, tmp_path, small_ct, orthanc_factory
+):
+    """The browser's PACS tab (services given as callables, no networking in viewers): a
+    study-level C-FIND on Orthanc, then a C-MOVE into the local archive with progress."""
+    port = free_port()
+    pacs = orthanc_factory(modalities={"loupe": ("LOUPE", "127.0.0.1", port)}).start()
+    pacs.upload(list(small_ct.paths))
+    settings = parse_settings(
+        {
+            "local": {"storage": str(tmp_path / "archive"), "port": port, "bind": "127.0.0.1"},
+            "nodes": [
+                {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
+            ],
+            "inference": {"analyze_on_open": False},
+        }
+    )
+    archive = LocalArchive(settings.storage)
+    win = show_workstation(qtbot, settings, archive)
+    win.start_services()
+    browser = win.browser
+    browser.f_patient_name.setText("Test*")
+    browser.search()
+    qtbot.waitUntil(lambda: browser.remote_table.rowCount() == 1, timeout=30000)
+    assert browser.remote_table.item(0, 1).text() == "LOUPE-T2"
+    browser.f_date.setText("not a date")
+    browser.search()
+    qtbot.waitUntil(lambda: "date" in browser.remote_status.text().lower(), timeout=10000)
+    browser.remote_table.selectRow(0)
+    browser.retrieve_selected()
+    qtbot.waitUntil(lambda: browser.remote_status.text().startswith("Retrieved"), timeout=60000)
+    n = len(small_ct.paths)
+    assert f"Retrieved {n}/{n} instances" in browser.remote_status.text()
+    assert browser.local_table.rowCount() == 1
+    assert browser.local_table.item(0, 5).text() == str(n)
+    win.stop_services()
