@@ -448,6 +448,7 @@ class Workstation(QMainWindow):
         """Who is on screen, in the title and the image corners, before any pixel shows."""
         from core.patient_banner import PatientBanner
 
+        banner: PatientBanner | None
         try:
             banner = PatientBanner.from_file(path)
         except Exception as exc:  # an unreadable header must not stop the study opening

@@ -9,6 +9,7 @@ The store also keeps the audit log (decisions, sends).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import uuid
@@ -96,7 +97,7 @@ def _same_place(a: Finding, b: Finding) -> bool:
     """Whether two findings mark the same lesion: CT centres within max(5 mm, a's radius);
     frames the same image and frame."""
     if a.center_mm is not None and b.center_mm is not None:
-        d = sum((p - q) ** 2 for p, q in zip(a.center_mm, b.center_mm, strict=True)) ** 0.5
+        d = math.dist(a.center_mm, b.center_mm)
         return d <= max(5.0, 0.5 * (a.diameter_mm or 0.0))
     return a.sop_instance_uid is not None and (a.sop_instance_uid, a.frame) == (
         b.sop_instance_uid,

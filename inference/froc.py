@@ -160,4 +160,3 @@ def candidates_from_findings(findings: Sequence[Finding]) -> list[Candidate]:
         for f in findings
         if f.center_mm is not None
     ]
-

@@ -104,7 +104,7 @@ class ResultStore:
                     }
                 )
             meta["frames"] = frames
-        _write_atomic(base.with_suffix(".npz"), lambda fh: np.savez(fh, **arrays))
+        _write_atomic(base.with_suffix(".npz"), lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
         _write_atomic(base.with_suffix(".json"), lambda fh: fh.write(json.dumps(meta).encode()))
 
     def load(self, series_uid: str, model: Manifest, input_key: str) -> Any | None:

@@ -127,7 +127,9 @@ class FindingsPanel(QWidget):
         t = self.table
         frames = bool(everything) and all(f.center_mm is None for f in everything)
         where = COLUMNS.index("Slice")
-        t.horizontalHeaderItem(where).setText("Frame" if frames else "Slice")
+        header_item = t.horizontalHeaderItem(where)
+        if header_item is not None:
+            header_item.setText("Frame" if frames else "Slice")
         # Diameter means nothing for a frame finding: hidden in endoscopy review.
         t.setColumnHidden(COLUMNS.index("Ø mm"), frames)
         t.blockSignals(True)

@@ -352,7 +352,7 @@ class SliceView(QWidget):
         number = numbers(list(self.findings))
         fm = p.fontMetrics()
         taken: list[QRectF] = []  # labels already placed: a label never covers another
-        self.label_rects: dict[str, QRectF] = {}
+        self.label_rects = {}
         for f in sorted(self.findings, key=lambda f: number[f.finding_id]):
             n = number[f.finding_id]
             if f.center_mm is None:
