@@ -96,16 +96,19 @@ def ai_sr_of(
     findings: list[Finding],
     out: Path,
     operating_point: tuple[str, float] | None = None,
+    known: str | None = None,
 ) -> Path:
-    """The series' AI result SR: the one already made, else a new one (kept in the archive),
-    recording the operating point (name, threshold) the findings were shown at."""
+    """The series' AI result SR: the one already made (`known`: its SOP Instance UID from the
+    review snapshot; else looked up), else a new one (kept in the archive), recording the
+    operating point (name, threshold) the findings were shown at."""
     from core.reports.ai_sr import build_ai_sr
     from core.uids import ai_result_uids
 
     if not findings:
         raise ReportError(f"series {series_uid}: the AI reported no findings, no SR to write")
     f0 = findings[0]
-    known = store.latest_report(series_uid, "ai")
+    if known is None:
+        known = store.latest_report(series_uid, "ai")
     inst = archive.instance(known) if known else None
     if inst is not None and inst.path.exists() and _made_by(inst.path, f0):
         return inst.path
@@ -157,20 +160,27 @@ def build_reports(
     Device Observer UID)."""
     from core.reports.review_sr import build_review_sr
 
-    reviewed = store.restore(series_uid)
-    pending = [f for f in reviewed if f.status is ReviewStatus.PENDING]
+    snap = store.snapshot(series_uid)  # one consistent read of the review
+    reviewed = snap.findings
+    pending = snap.pending
     if pending and not allow_pending:
         raise ReportError(
             f"{len(pending)} of {len(reviewed)} findings are still pending: review them first "
             "(or allow pending findings explicitly)"
         )
     headers = source_headers(archive, series_uid)
-    ai = store.ai_findings(series_uid)
+    ai = snap.ai_findings
     ai_path = None
     ai_ds = None
     if ai:
         ai_path = ai_sr_of(
-            archive, store, series_uid, ai, out_dir / "ai-result-sr.dcm", operating_point
+            archive,
+            store,
+            series_uid,
+            ai,
+            out_dir / "ai-result-sr.dcm",
+            operating_point,
+            known=snap.latest_reports.get("ai"),
         )
         ai_ds = pydicom.dcmread(ai_path)
     # Lung-RADS is for lung nodules in CT; endoscopy reviews have frame findings only.
@@ -191,12 +201,14 @@ def build_reports(
     review_path = out_dir / "review-sr.dcm"
     review.save_as(review_path)
     keep_report(archive, store, review_path, series_uid, "review")
-    kos_path = _key_object_selection(store, series_uid, reviewed, headers, reader, out_dir)
+    kos_path = _key_object_selection(
+        snap.key_images, series_uid, reviewed, headers, reader, out_dir
+    )
     return ReportFiles(ai_path, review_path, category, len(pending), kos_path)
 
 
 def _key_object_selection(
-    store: ReviewStore,
+    key_images: list[tuple[str, int]],
     series_uid: str,
     reviewed: list[Finding],
     headers: list[pydicom.Dataset],
@@ -212,7 +224,7 @@ def _key_object_selection(
         if f.status in (ReviewStatus.ACCEPTED, ReviewStatus.MODIFIED, ReviewStatus.ADDED)
     ]
     have = {(f.sop_instance_uid, f.frame) for f in kept}
-    for sop, frame in store.key_images(series_uid):
+    for sop, frame in key_images:
         if (sop, frame) not in have:
             kept.append(
                 Finding(

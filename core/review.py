@@ -106,6 +106,21 @@ def _same_place(a: Finding, b: Finding) -> bool:
 
 
 @dataclass(frozen=True)
+class ReviewSnapshot:
+    """One consistent read of a series' review (one transaction): what a report is made of."""
+
+    series_instance_uid: str
+    findings: list[Finding]  # the review: AI findings with decisions applied, reader-added
+    ai_findings: list[Finding]  # the AI's findings as produced
+    latest_reports: dict[str, str]  # kind ("ai", "review") -> SOP Instance UID
+    key_images: list[tuple[str, int]]
+
+    @property
+    def pending(self) -> list[Finding]:
+        return [f for f in self.findings if f.status is ReviewStatus.PENDING]
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: str
     user: str
@@ -461,6 +476,26 @@ class ReviewStore:
         out = [latest.get(fid, f) for fid, f in ai.items()]
         out += [f for fid, f in latest.items() if fid not in ai]
         return out
+
+    def snapshot(self, series_uid: str) -> ReviewSnapshot:
+        """The series' review, AI findings, latest reports and key images, read in one
+        transaction (a decision made meanwhile is in all of it or none)."""
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            findings = self.restore(series_uid)
+            ai = self.ai_findings(series_uid)
+            reports = {kind: self.latest_report(series_uid, kind) for kind in ("ai", "review")}
+            keys = self.key_images(series_uid)
+        finally:
+            db.execute("COMMIT")
+        return ReviewSnapshot(
+            series_uid,
+            findings,
+            ai,
+            {k: v for k, v in reports.items() if v is not None},
+            keys,
+        )
 
     def decision_count(self, series_uid: str) -> int:
         row = (

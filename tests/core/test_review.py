@@ -196,3 +196,17 @@ def test_undo_and_redo_every_edit_durably(tmp_path):
     details = [e.detail for e in store.audit_log("1.2.3")]
     assert sum("(undo)" in d for d in details) == 3 and sum("(redo)" in d for d in details) == 1
     assert any(e.action == "finding removed" for e in store.audit_log("1.2.3"))
+
+
+def test_snapshot_reads_the_whole_review_at_once(tmp_path):
+    store = ReviewStore(tmp_path / "r.sqlite")
+    session = ReviewSession(store, FindingSet(), "1.2.3", "dr.a")
+    session.start(ai_findings())
+    session.accept("F0")
+    store.record_report("1.2.3", "ai", "9.1")
+    store.set_key_image("1.2.3", "1.2.3.4", 1, True, "dr.a")
+    snap = store.snapshot("1.2.3")
+    assert [f.finding_id for f in snap.findings] == ["F0", "F1", "F2", "F3"]
+    assert [f.status for f in snap.ai_findings] == [ReviewStatus.PENDING] * 4
+    assert [f.finding_id for f in snap.pending] == ["F1", "F2", "F3"]
+    assert snap.latest_reports == {"ai": "9.1"} and snap.key_images == [("1.2.3.4", 1)]
