@@ -344,6 +344,27 @@ def add_confounders(
         )
         _paint_capsule(x, p0, p1, r, hu, spacing)
         centres.append(q + inward * 8.0 / sp)
+    # Great vessels beside the mediastinum (superior vena cava, azygos arch, aorta, pulmonary
+    # arteries): tubes running mostly head to foot, 12-26 mm across, lying against the medial
+    # lung so that on an axial slice they are round soft-tissue discs with lung around much of
+    # them. Only their length in z tells them from a nodule; the training generator's
+    # mediastinum never shows them that way.
+    for q in _boundary_points(lung, rng, int(rng.integers(0, 4)), spacing, medial=True):
+        r = float(rng.uniform(6.0, 13.0))
+        length = float(rng.uniform(40.0, 120.0))
+        axis = np.array([1.0, rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3)])
+        axis /= np.linalg.norm(axis)
+        inward = np.array([0.0, 0.0, -1.0 if q[2] < x.shape[2] / 2 else 1.0])
+        c = q + inward * float(rng.uniform(0.0, 1.0)) * r / sp
+        p0 = c - axis * (length / 2.0) / sp
+        p1 = c + axis * (length / 2.0) / sp
+        if not clear(p0, p1, r):
+            continue
+        hu = float(rng.uniform(150.0, 350.0)) if rng.random() < 0.35 else float(
+            rng.uniform(25.0, 60.0)
+        )
+        _paint_capsule(x, p0, p1, r, hu, spacing)
+        centres.append(c)
     # Fissures: thin oblique sheets (-750..-450 HU, about 1 mm) across a lung; perifissural
     # nodules sit on them and must stay nodules, the sheets themselves are not.
     for _ in range(int(rng.integers(0, 3))):
