@@ -175,14 +175,17 @@ CRASH_SCRIPT = textwrap.dedent("""
     win.review.start(findings_for(win.volume, uid))
     win.step_finding(1)
     for key in {keys!r}:
-        win.accept_selected() if key == "A" else win.reject_selected()
+        {{"A": win.accept_selected, "R": win.reject_selected, "Z": win.undo_review}}[key]()
     print(uid, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no clean shutdown of anything
 """)
 
 
-@pytest.mark.parametrize("keys", ["A", "ARA"])
-def test_decisions_survive_the_app_being_killed(tmp_path, small_ct, keys):
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [("A", "A"), ("ARA", "ARA"), ("ARAZ", "AR-")],  # Z: Ctrl+Z, the last accept undone
+)
+def test_decisions_survive_the_app_being_killed(tmp_path, small_ct, keys, expected):
     storage = tmp_path / "archive"
     import_paths(LocalArchive(storage), [small_ct.paths[0].parent])
     script = CRASH_SCRIPT.format(
@@ -199,10 +202,10 @@ def test_decisions_survive_the_app_being_killed(tmp_path, small_ct, keys):
     assert r.returncode == -signal.SIGKILL, r.stderr
     uid = r.stdout.strip().splitlines()[-1]
     store = ReviewStore(storage / "review.sqlite")
-    assert store.decision_count(uid) == len(keys)
+    assert store.decision_count(uid) == len(keys)  # an undo is a decision too
     statuses = [f.status for f in store.restore(uid)]
-    expected = {"A": ReviewStatus.ACCEPTED, "R": ReviewStatus.REJECTED}
-    assert statuses[: len(keys)] == [expected[k] for k in keys]
+    meaning = {"A": ReviewStatus.ACCEPTED, "R": ReviewStatus.REJECTED, "-": ReviewStatus.PENDING}
+    assert statuses[: len(expected)] == [meaning[k] for k in expected]
 
 
 @pytest.mark.network
