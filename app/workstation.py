@@ -996,6 +996,9 @@ class Workstation(QMainWindow):
             )
         self.review_frames = frames
         self._endoscopy_panel().set_frames(frames)
+        position = {(f.sop_instance_uid, f.frame): n + 1 for n, f in enumerate(frames)}
+        self.findings_panel.frame_number = lambda f: position.get((f.sop_instance_uid, f.frame))
+        self.findings_panel.refresh()
         self._mark_frames()
 
     def _follow_finding_to_frame(self, finding_id: object) -> None:

@@ -545,8 +545,11 @@ class EndoscopyReviewPanel(QWidget):
         self._info.setTextFormat(Qt.TextFormat.RichText)
         # Long texts must not widen the window past the screen during cine.
         self._info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self._position.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self._position.setMinimumWidth(90)
+        # The position text is short and bounded: room for the longest, never more.
+        self._position.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
+        self._position.setFixedWidth(
+            self._position.fontMetrics().horizontalAdvance("Frame 9999 of 9999") + 8
+        )
         self.by_risk_button = self._tool_button(
             "fa5s.sort-amount-down", "Highest risk first", "By risk"
         )
@@ -788,8 +791,9 @@ class EndoscopyReviewPanel(QWidget):
         if frame is None:
             self._info.setText("")
             return
-        # The frame number, not a UID (the UID is in the tooltip, for support).
-        parts = [f"<span style='color:{MUTED}'>frame {frame.frame}</span>"]
+        # The header says which frame ("Frame 3 of 24", as the thumbnails count); the
+        # instance UID and its own frame number are in the tooltip, for support.
+        parts: list[str] = []
         self._info.setToolTip(f"instance {frame.sop_instance_uid}, frame {frame.frame}")
         if self._ai_visible():
             if frame.dropped:

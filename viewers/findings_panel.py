@@ -4,6 +4,8 @@ pane there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -46,10 +48,14 @@ class _NumberItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
-def _where(f: Finding) -> QTableWidgetItem:
-    """The slice (CT) or frame (endoscopy) column: where selecting the row takes the reader."""
+def _where(f: Finding, frame_number: Callable[[Finding], int | None] | None) -> QTableWidgetItem:
+    """The slice (CT) or frame (endoscopy) column: where selecting the row takes the reader.
+    Frames are numbered as the thumbnails show them (`frame_number`), else by their number
+    within their instance."""
     if f.center_mm is None and f.frame is not None:
-        return _NumberItem(str(f.frame), f.frame)
+        n = frame_number(f) if frame_number is not None else None
+        n = f.frame if n is None else n
+        return _NumberItem(str(n), n)
     return _NumberItem(
         "" if f.slice_index is None else str(f.slice_index + 1),
         -1 if f.slice_index is None else f.slice_index,
@@ -75,6 +81,8 @@ class FindingsPanel(QWidget):
         super().__init__(parent)
         self.nav = cursor
         self.findings: FindingSet | None = None
+        # Endoscopy: the number a frame finding's frame has in the thumbnail strip.
+        self.frame_number: Callable[[Finding], int | None] | None = None
         self.pending_only = QCheckBox("Pending only")
         self.pending_only.toggled.connect(lambda _on: self.refresh())
         self.summary = QLabel("")
@@ -147,7 +155,7 @@ class FindingsPanel(QWidget):
                 _NumberItem(
                     "" if f.diameter_mm is None else f"{f.diameter_mm:.1f}", f.diameter_mm or 0.0
                 ),
-                _where(f),
+                _where(f, self.frame_number),
                 QTableWidgetItem(str(f.attributes.get("type", f.label))),
                 QTableWidgetItem(f.comment),
                 QTableWidgetItem(f"{f.model_id} {f.model_version}"),
