@@ -29,12 +29,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.reading_session import (
+    FRAME_CLASSES,
+    FirstImage,
+    Loaded,
+    ReadingSession,
+    pick_ct_series,
+)
 from app.settings import Settings
 from app.study_services import ArchiveStudyServices
 from core.display import WINDOW_PRESETS, AiVisibility, HeatmapLayer, WindowLevel
 from core.findings import FindingSet, ReviewStatus
 from core.navigation import Cursor
-from core.review import ReviewSession, ReviewStore
+from core.review import ReviewSession
 from core.volume import Volume
 from dicom_net.archive import InstanceRecord, LocalArchive
 from dicom_net.errors import DicomNetError
@@ -50,21 +57,6 @@ from viewers.tasks import run_task
 from viewers.theme import apply_dark_theme, icon
 
 log = logging.getLogger(__name__)
-
-CT_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
-SR_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
-    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
-    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
-}
-SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-PARAMETRIC_MAP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
-FRAME_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
-    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
-    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture (endoscopy stills are often SC)
-}
 
 SHORTCUTS = [
     ("Mouse wheel / Up, Down", "previous / next slice (PgUp/PgDn: 10)"),
@@ -89,17 +81,6 @@ SHORTCUTS = [
     ("Ctrl+S", "sign and send: the reports to the report destination"),
     ("F1", "this sheet"),
 ]
-
-
-def pick_ct_series(instances: list[InstanceRecord]) -> list[InstanceRecord]:
-    """The study's main CT series: the one with the most CT images."""
-    by_series: dict[str, list[InstanceRecord]] = {}
-    for inst in instances:
-        if inst.sop_class_uid in CT_CLASSES:
-            by_series.setdefault(inst.series_instance_uid, []).append(inst)
-    if not by_series:
-        return []
-    return max(by_series.values(), key=len)
 
 
 class Workstation(QMainWindow):
@@ -136,7 +117,9 @@ class Workstation(QMainWindow):
         self.reading = ReadingView(self.window_level, self.nav, self.ai, self.heatmap_layer)
         self.reading.set_findings(self.findings)
         self.nav.selection_changed.connect(self._follow_finding_to_frame)
-        self.review_store = ReviewStore(settings.storage / "review.sqlite")
+        # The reading logic, Qt-free (app/reading_session.py); this window wires widgets to it.
+        self.session = ReadingSession(settings, archive)
+        self.review_store = self.session.review_store
         self.review: ReviewSession | None = None
         for view in self.reading.slice_views:
             view.finding_edited.connect(self._finding_edited)
@@ -386,40 +369,26 @@ class Workstation(QMainWindow):
         self.analysis = None
 
         def load(progress: Any) -> Volume:
-            from core.loading import SeriesLoader
+            volume: Volume | None = None
+            for event in self.session.load(paths, cancel=cancel.is_set):
+                if isinstance(event, Loaded):
+                    volume = event.volume
+                else:
+                    progress(event)
+            assert volume is not None
+            return volume
 
-            loader = SeriesLoader(paths, cancel=cancel.is_set)
-            plan = loader.plan
-            provisional = Volume(
-                voxels=loader.voxels,
-                affine=plan.affine,
-                frame_of_reference_uid=plan.frame_of_reference_uid,
-                study_instance_uid=plan.study_instance_uid,
-                series_instance_uid=plan.series_instance_uid,
-                modality=plan.modality,
-                sop_instance_uids=plan.sop_instance_uids,
-                frame_numbers=plan.frame_numbers,
-            )
-            # The viewer opens on the middle slice: decode it first, then the rest in order.
-            for n, _k in enumerate(loader.iter_slices(first=plan.shape[0] // 2)):
-                if n == 0:
-                    progress(("first", provisional))
-                elif n % 24 == 0:
-                    progress(("more", n))
-            return loader.volume()
-
-        def on_progress(event: tuple[str, Any]) -> None:
+        def on_progress(event: Any) -> None:
             if cancel.is_set():
                 return
-            kind, value = event
-            if kind == "first":
+            if isinstance(event, FirstImage):
                 self.first_image_s = time.perf_counter() - started
-                self.show_volume(value)
+                self.show_volume(event.volume)
                 if self.analyze_on_open:
-                    self._show_stored_analysis(value)
+                    self._show_stored_analysis(event.volume)
             else:
                 self.reading.refresh()
-                self.status.showMessage(f"Loading: {value} of {len(paths)} images ...")
+                self.status.showMessage(f"Loading: {event.done} of {event.total} images ...")
 
         def done(volume: Volume) -> None:
             if cancel.is_set():
@@ -503,13 +472,7 @@ class Workstation(QMainWindow):
 
     # -- AI -------------------------------------------------------------------------------------
     def _engine(self) -> Any:
-        if self.engine is None:
-            from inference.engine import InferenceEngine
-            from inference.result_store import ResultStore
-
-            # Analyses are kept beside the archive: a series this model version analysed
-            # before (here, by `loupe analyze`, or on arrival) opens with its findings at once.
-            self.engine = InferenceEngine(results=ResultStore(self.settings.storage / "analyses"))
+        self.engine = self.session.engine
         return self.engine
 
     def analyze(self) -> None:
@@ -532,25 +495,16 @@ class Workstation(QMainWindow):
         series_uid = getattr(self, "review_series_uid", "")
 
         def work(progress: Any) -> tuple[Any, Any]:
-            engine = self._engine()
-
             def report(fraction: float, message: str) -> None:
                 progress((fraction, message))
 
             if frames:
-                from inference.endoscopy_classifier import FrameRef
-
-                refs = [(f.rgb, FrameRef(series_uid, f.sop_instance_uid, f.frame)) for f in frames]
-                return engine.analyze_frames(refs, progress=report, cancel=cancel), None
+                raw = [(f.rgb, f.sop_instance_uid, f.frame) for f in frames]
+                analysis = self.session.analyse_frames(raw, series_uid, report, cancel)
+                return analysis, None
             assert volume is not None
-            analysis = engine.analyze_volume(volume, progress=report, cancel=cancel)
-            heat = None
-            pv = analysis.probability_volume
-            if pv is not None:
-                from core.heatmap import resample_to_grid
-
-                heat = resample_to_grid(pv.probabilities, pv.affine, volume.shape, volume.affine)
-            return analysis, heat
+            analysis = self.session.analyse_volume(volume, report, cancel)
+            return analysis, self.session.heat_on_grid(analysis, volume)
 
         def on_progress(value: tuple[float, str]) -> None:
             fraction, message = value
@@ -568,27 +522,10 @@ class Workstation(QMainWindow):
         """A series this model version analysed before (here, by `loupe analyze`, or on
         arrival): its findings and heatmap with the first image, not after the whole series
         has loaded (the stored result was made from the same grid: input_key)."""
-        from inference.errors import InputNotApplicable, ModelError
-        from inference.result_store import volume_input_key
-
-        try:
-            engine = self._engine()
-            model = engine.model_for(volume.modality, None)
-            stored = engine.cached(
-                volume.series_instance_uid, model, volume_input_key(volume.shape, volume.affine)
-            )
-        except (ModelError, InputNotApplicable, OSError) as exc:
-            log.debug("no stored analysis shown: %s", exc)
-            return  # no model applies, or nothing stored: the usual analysis follows
+        stored = self.session.stored_analysis(volume)
         if stored is None:
-            log.debug("no stored analysis for this series and model version")
-            return
-        heat = None
-        pv = stored.probability_volume
-        if pv is not None:
-            from core.heatmap import resample_to_grid
-
-            heat = resample_to_grid(pv.probabilities, pv.affine, volume.shape, volume.affine)
+            return  # no model applies, or nothing stored: the usual analysis follows
+        heat = self.session.heat_on_grid(stored, volume)
         self.stored_shown_s = time.perf_counter()
         self._analysis_done((stored, heat))
 
@@ -647,13 +584,9 @@ class Workstation(QMainWindow):
             self._show_frame_results(analysis)
         else:
             assert self.volume is not None
-            self.review = ReviewSession(
-                self.review_store,
-                self.findings,
-                self.volume.series_instance_uid,
-                self.settings.user,
+            self.review = self.session.review(
+                analysis, self.findings, self.volume.series_instance_uid
             )
-            self.review.start(list(analysis.findings), show_from=analysis.point.threshold)
         summary = analysis.summary()
         self.ai_summary_label.setText(summary)
         self.ai_summary_label.setToolTip(summary)
@@ -885,16 +818,13 @@ class Workstation(QMainWindow):
 
     def report_destination(self) -> str | None:
         """`[report] destination` in the settings, else the first configured node."""
-        dest = self.settings.extra.get("report", {}).get("destination")
-        if dest:
-            return str(dest)
-        return self.settings.nodes[0].name if self.settings.nodes else None
+        return self.session.report_destination()
 
     def sign_and_send(self) -> None:
         """Lung-RADS shown (changeable), SRs built from the stored review, queued, sent."""
         from PySide6.QtWidgets import QInputDialog
 
-        from app.reporting import ReportError, build_reports, queue_reports
+        from app.reporting import ReportError
         from core.reports.lung_rads import CATEGORIES, suggest_lung_rads
 
         if self.review is None:
@@ -932,30 +862,16 @@ class Workstation(QMainWindow):
             if not ok:
                 return
         series_uid = self.review.series_uid
-        out_dir = self.settings.storage / "reports" / series_uid
         try:
-            files = build_reports(
-                self.archive,
-                self.review_store,
+            files, ids = self.session.sign(
                 series_uid,
-                out_dir,
-                reader=self.settings.user,
                 lung_rads=category,
-                allow_pending=True,
-                organization=self.settings.organization,
                 operating_point=(
                     None
                     if self.analysis is None
                     else (self.analysis.point.name, self.analysis.point.threshold)
                 ),
-            )
-            ids = queue_reports(
-                self.archive,
-                self.review_store,
-                files,
-                dest,
-                reader=self.settings.user,
-                series_uid=series_uid,
+                destination=dest,
             )
         except (ReportError, ValueError, OSError) as exc:
             self.status.showMessage(f"Report not made: {exc}")
@@ -974,10 +890,7 @@ class Workstation(QMainWindow):
         from dataclasses import replace
 
         series_uid = analysis.series_instance_uid or getattr(self, "review_series_uid", "")
-        self.review = ReviewSession(
-            self.review_store, self.findings, series_uid, self.settings.user
-        )
-        self.review.start(list(analysis.findings), show_from=analysis.point.threshold)
+        self.review = self.session.review(analysis, self.findings, series_uid)
         by_key = {(a.ref.sop_instance_uid, a.ref.frame): a for a in analysis.endoscopy.frames}
         frames = []
         for f in self.review_frames:
@@ -1024,90 +937,24 @@ class Workstation(QMainWindow):
         self.status.showMessage(f"AI: {message}")
 
     def load_prior_results(self, study_uid: str, volume: Volume) -> None:
-        """TID 1500 SRs already in the study (Loupe's or another producer's): read-only
-        overlays, each naming its producer."""
-        srs = [
-            i
-            for i in self.archive.instances(study_instance_uid=study_uid)
-            if i.sop_class_uid in SR_CLASSES or i.sop_class_uid in (SEG_CLASS, PARAMETRIC_MAP_CLASS)
-        ]
+        """Results already in the study by other producers: read-only overlays, each naming
+        its producer (read by the session, off the GUI thread)."""
         self.prior_producers = []
-        if not srs:
+        if not self.session.prior_instances(study_uid):
             self.reading.set_priors([])
             return
 
-        from app.reporting import installation_uid
+        def done(priors: Any) -> None:
+            self.reading.set_priors(
+                [PriorMark(m.center_mm, m.diameter_mm, m.label) for m in priors.marks]
+            )
+            if priors.heat is not None and self.analysis is None:
+                self.reading.set_heatmap(priors.heat)  # the prior map until the AI runs again
+            self.prior_producers = priors.producers
+            if priors.producers:
+                self.status.showMessage("Prior results: " + " | ".join(priors.producers))
 
-        own_device = installation_uid(self.settings.storage)
-
-        def read(_progress: Any) -> tuple[list[PriorMark], list[str], Any]:
-            import pydicom
-
-            from core.reports.read import read_findings
-            from core.reports.read_pmap import map_on_volume_grid, producer_of
-            from core.reports.read_seg import summarize_segments
-
-            marks, producers, problems = [], [], []
-            heat = None
-            for inst in srs:
-                if inst.sop_class_uid == PARAMETRIC_MAP_CLASS:
-                    try:
-                        ds = pydicom.dcmread(inst.path)
-                        heat = map_on_volume_grid(ds, volume)
-                    except Exception as exc:  # another grid, another frame of reference
-                        problems.append(f"{inst.path.name}: {exc}")
-                        continue
-                    producers.append(f"parametric map by {producer_of(ds)}")
-                    continue
-                if inst.sop_class_uid == SEG_CLASS:
-                    try:
-                        segments = summarize_segments(pydicom.dcmread(inst.path))
-                    except Exception as exc:  # another producer's SEG we cannot read
-                        problems.append(f"{inst.path.name}: {exc}")
-                        continue
-                    for seg in segments:
-                        if seg.frame_of_reference_uid in ("", volume.frame_of_reference_uid):
-                            marks.append(
-                                PriorMark(seg.center_mm, seg.diameter_mm, f"prior SEG: {seg.label}")
-                            )
-                    if segments:
-                        producers.append(f"SEG by {segments[0].producer}")
-                    continue
-                try:
-                    producer, found = read_findings(pydicom.dcmread(inst.path))
-                except Exception as exc:  # someone else's SR we cannot read: say so
-                    problems.append(f"{inst.path.name}: {exc}")
-                    continue
-                if producer.verified:
-                    continue  # reviewer SRs restate the AI SR: show the AI's marks once
-                if producer.device_uid == own_device:
-                    continue  # this installation's own results are the live ones
-                producers.append(producer.describe())
-                name = (
-                    producer.algorithms[0][0]
-                    if producer.algorithms
-                    else (producer.device_name or producer.manufacturer or "prior")
-                )
-                for f in found:
-                    if f.center_mm is None or f.frame_of_reference_uid not in (
-                        None,
-                        "",
-                        volume.frame_of_reference_uid,
-                    ):
-                        continue
-                    marks.append(PriorMark(f.center_mm, f.diameter_mm or 6.0, f"prior: {name}"))
-            return marks, producers + [f"unreadable: {p}" for p in problems], heat
-
-        def done(result: tuple[list[PriorMark], list[str], Any]) -> None:
-            marks, producers, heat = result
-            self.reading.set_priors(marks)
-            if heat is not None and self.analysis is None:
-                self.reading.set_heatmap(heat)  # the prior map until the AI runs again
-            self.prior_producers = producers
-            if producers:
-                self.status.showMessage("Prior results: " + " | ".join(producers))
-
-        run_task(read, on_done=done)
+        run_task(lambda _p: self.session.priors(study_uid, volume), on_done=done)
 
     def _endoscopy_panel(self) -> Any:
         if self.endoscopy is None:

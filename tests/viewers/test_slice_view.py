@@ -67,7 +67,11 @@ def test_heatmap_hot_spot_has_the_top_colour_at_its_place(qtbot):
 
 
 def count_colour(img: QImage, rgb: tuple[int, int, int], tol: int = 40) -> int:
-    arr = np.frombuffer(img.convertToFormat(QImage.Format.Format_RGB888).constBits(), np.uint8)
+    # Keep the converted image alive while its bits are read: a temporary QImage's buffer is
+    # freed under numpy's view, and the count then reads garbage (a once-in-a-few-runs
+    # "stray pixel").
+    rgb_img = img.convertToFormat(QImage.Format.Format_RGB888)
+    arr = np.frombuffer(rgb_img.constBits(), np.uint8).copy()
     arr = arr.reshape(img.height(), -1)[:, : img.width() * 3].reshape(img.height(), img.width(), 3)
     return int((np.abs(arr.astype(int) - rgb).max(axis=2) <= tol).sum())
 
@@ -129,7 +133,8 @@ def test_coronal_pane_shows_a_sphere_where_it_is(qtbot):
     v.set_index(round(cj))
     v.wl.set(0, 100)  # sphere white, background black
     img = v.grab().toImage()
-    arr = np.frombuffer(img.convertToFormat(QImage.Format.Format_Grayscale8).constBits(), np.uint8)
+    grey = img.convertToFormat(QImage.Format.Format_Grayscale8)  # alive while read
+    arr = np.frombuffer(grey.constBits(), np.uint8).copy()
     arr = arr.reshape(img.height(), -1)[:, : img.width()]
     expected = v.image_to_screen(SHAPE[0] - 1 - ck, ci)  # superior up: k flipped on screen
     ex, ey = round(expected.x()), round(expected.y())
