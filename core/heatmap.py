@@ -45,26 +45,10 @@ def resample_to_grid(
     onto the CT's voxel grid, coded 0..255 so each display slice is a plain array index."""
     import SimpleITK as sitk
 
-    def to_image(arr: npt.NDArray[np.float32], affine: npt.NDArray[np.float64]) -> sitk.Image:
-        img = sitk.GetImageFromArray(arr)  # array (k, j, i) -> image index (i, j, k)
-        spacing = np.linalg.norm(affine[:3, :3], axis=0)  # along k, j, i
-        direction = affine[:3, :3] / spacing
-        img.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
-        img.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
-        # SimpleITK's direction columns are the i, j, k axes.
-        d = direction[:, [2, 1, 0]]
-        img.SetDirection(tuple(float(v) for v in d.flatten()))
-        return img
+    from core.sitk_grid import array_to_image, empty_image
 
-    src = to_image(probabilities.astype(np.float32), source_affine)
-    ref = sitk.Image(
-        [int(target_shape[2]), int(target_shape[1]), int(target_shape[0])], sitk.sitkFloat32
-    )
-    ref.SetOrigin(tuple(float(v) for v in target_affine[:3, 3]))
-    spacing = np.linalg.norm(target_affine[:3, :3], axis=0)
-    ref.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
-    direction = (target_affine[:3, :3] / spacing)[:, [2, 1, 0]]
-    ref.SetDirection(tuple(float(v) for v in direction.flatten()))
+    src = array_to_image(probabilities.astype(np.float32), source_affine)
+    ref = empty_image(target_shape, target_affine)
     out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     arr = sitk.GetArrayFromImage(out)
     coded: npt.NDArray[np.uint8] = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)

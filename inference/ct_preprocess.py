@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
+from core.sitk_grid import array_to_image
 from core.volume import Volume
 
 F32 = npt.NDArray[np.float32]
@@ -31,13 +32,7 @@ class ResampledCt:
 
 def volume_to_sitk(volume: Volume) -> sitk.Image:
     """SimpleITK image of a Volume (sitk index order is (i, j, k), numpy order (k, j, i))."""
-    img = sitk.GetImageFromArray(np.ascontiguousarray(volume.voxels, dtype=np.float32))
-    sk, sj, si = volume.spacing_mm
-    img.SetSpacing((si, sj, sk))
-    img.SetOrigin(tuple(float(v) for v in volume.affine[:3, 3]))
-    d = volume.direction  # columns: k, j, i axes in LPS
-    img.SetDirection(tuple(float(v) for v in np.stack([d[:, 2], d[:, 1], d[:, 0]], axis=1).ravel()))
-    return img
+    return array_to_image(volume.voxels.astype(np.float32, copy=False), volume.affine)
 
 
 def block_mean_factors(spacing_kji: tuple[float, float, float], target_mm: float) -> list[int]:
