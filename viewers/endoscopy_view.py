@@ -20,7 +20,6 @@ from PySide6.QtGui import (
     QFont,
     QImage,
     QKeyEvent,
-    QLinearGradient,
     QMouseEvent,
     QPainter,
     QPaintEvent,
@@ -39,17 +38,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.display import COLOR_MAPS, AiVisibility, HeatmapLayer
+from core.display import AiVisibility, HeatmapLayer
 from core.events import Signal as ModelSignal
 from core.heatmap import FrameHeatmap
+from viewers.colorbar import ColorBarWidget
+from viewers.theme import ACCENT, BACKGROUND, MUTED, PANE_BACKGROUND, TEXT
 
 Region = tuple[int, int, int, int]  # (row0, col0, row1, col1) on the frame, row1/col1 exclusive
 
-BACKGROUND = "#1e1e1e"
-PANE_BACKGROUND = "#121212"
-TEXT = "#d4d4d4"
-MUTED = "#8a8a8a"
-ACCENT = "#3794ff"  # selection
 REGION_COLOR = QColor(0, 200, 255)  # region box: cyan stands out on red mucosa
 DROPPED_COLOR = (96, 96, 96)
 
@@ -335,57 +331,6 @@ class FramePane(QWidget):
         event.accept()
 
 
-class ColorBarWidget(QWidget):
-    """Vertical legend of the heatmap colour map: probability 0%..100%, threshold marked."""
-
-    def __init__(self, layer: HeatmapLayer, parent: QWidget | None = None):
-        super().__init__(parent)
-        self._layer = layer
-        self.setFixedWidth(78)
-        self.setMinimumHeight(220)
-
-    def set_layer(self, layer: HeatmapLayer) -> None:
-        self._layer = layer
-        self.update()
-
-    def bar_rect(self) -> QRectF:
-        return QRectF(10.0, 34.0, 16.0, self.height() - 34.0 - 14.0)
-
-    def value_to_y(self, value: float) -> float:
-        r = self.bar_rect()
-        return r.bottom() - value * r.height()
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(PANE_BACKGROUND))
-        p.setPen(QColor(TEXT))
-        font = QFont(self.font())
-        font.setPointSizeF(9.0)
-        p.setFont(font)
-        p.drawText(QRectF(4, 4, self.width() - 8, 26), Qt.AlignmentFlag.AlignLeft,
-                   "P(lesion)")  # fmt: skip
-        r = self.bar_rect()
-        lut = COLOR_MAPS[self._layer.color_map]
-        gradient = QLinearGradient(0, r.bottom(), 0, r.top())
-        for v in np.linspace(0.0, 1.0, 17):
-            cr, cg, cb = (int(x) for x in lut[round(v * 255)])
-            gradient.setColorAt(float(v), QColor(cr, cg, cb))
-        p.fillRect(r, gradient)
-        p.setPen(QColor(MUTED))
-        p.drawRect(r)
-        for v in (0.0, 0.25, 0.5, 0.75, 1.0):
-            y = self.value_to_y(v)
-            p.setPen(QColor(TEXT))
-            p.drawLine(QPointF(r.right(), y), QPointF(r.right() + 4, y))
-            p.drawText(QRectF(r.right() + 6, y - 8, 44, 16), Qt.AlignmentFlag.AlignVCenter,
-                       f"{round(v * 100)}%")  # fmt: skip
-        # Below the threshold the heatmap is transparent: mark it on the bar.
-        y = self.value_to_y(self._layer.threshold)
-        p.setPen(QPen(QColor(ACCENT), 2.0))
-        p.drawLine(QPointF(r.left() - 6, y), QPointF(r.right(), y))
-        p.end()
-
-
 # The reader's decision on a thumbnail: the marks, and the review status colours.
 DECISION_MARKS = {"accepted": "✓", "modified": "✓", "added": "+", "rejected": "✗"}
 DECISION_COLOURS = {
@@ -580,7 +525,7 @@ class EndoscopyReviewPanel(QWidget):
 
         self.frame_pane = FramePane("Frame")
         self.heatmap_pane = FramePane("AI heatmap")
-        self.colour_bar = ColorBarWidget(self._layer)
+        self.colour_bar = ColorBarWidget(self._layer, title="P(lesion)")
         for pane in (self.frame_pane, self.heatmap_pane):
             pane.wheel_step.connect(self._step)
         panes = QHBoxLayout()

@@ -8,7 +8,9 @@ from PySide6.QtWidgets import QApplication
 BACKGROUND = "#1b1c1e"
 PANEL = "#242629"
 TEXT = "#d8dadc"
-ACCENT = "#3d8fd6"
+ACCENT = "#3d8fd6"  # selection
+PANE_BACKGROUND = "#121212"  # behind images and the colour bar
+MUTED = "#8a8a8a"  # secondary text
 OVERLAY_TEXT = QColor(230, 230, 210)
 CROSSHAIR = QColor(70, 200, 255, 170)
 
