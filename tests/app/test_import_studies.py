@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 from pydicom.data import get_testdata_file
@@ -68,3 +69,33 @@ def test_import_nothing_valid_fails(loupe, tmp_path):
     junk.write_bytes(b"\x00" * 1000)
     r = loupe.run("import", str(junk))
     assert r.returncode == 1 and "nothing imported" in r.stderr and "junk.bin" in r.stderr
+
+
+def _nested_sequences(depth: int) -> bytes:
+    """Content Sequence (0040,A730) nested `depth` deep, undefined lengths (explicit VR LE)."""
+    sq = struct.pack("<HH2sHI", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    ends = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    return (sq + item) * depth + ends * depth
+
+
+def test_import_reports_a_deeply_nested_file_in_one_line_and_imports_the_rest(
+    loupe, small_ct, tmp_path
+):
+    loupe.write_config()
+    folder = tmp_path / "in"
+    shutil.copytree(small_ct.paths[0].parent, folder)
+    data = small_ct.paths[0].read_bytes()
+    pixels = data.index(b"\xe0\x7f\x10\x00OW")
+    # Sorted before the good files: the import used to die on it and skip all that follow.
+    deep = folder / "A_deep.dcm"
+    deep.write_bytes(data[:pixels] + _nested_sequences(300) + data[pixels:])
+    r = loupe.run("import", str(folder))
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"imported {len(small_ct.paths)} instances (0 replaced) in 1 studies; 1 files skipped"
+        in r.stdout
+    )
+    assert "Traceback" not in r.stderr and "RecursionError" not in r.stderr
+    (line,) = [m for m in r.stderr.splitlines() if "A_deep.dcm" in m]
+    assert line == f"skipped: {deep}: sequences nested more than 64 levels deep"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from conftest import LOUPE, ROOT
+from peers import peer_env
+from pynetdicom import AE
 
 from app.settings import SettingsError, load_settings, parse_settings
 from dicom_net.nodes import RetrieveMethod
@@ -85,6 +90,13 @@ def test_defaults_and_loupe_home(tmp_path, monkeypatch):
         ("[local\n", "not valid TOML"),
         ("[inference]\nanalyze_on_open = 1", "inference.analyze_on_open must be bool"),
         ('[report]\ndestination = "nowhere"', "report.destination = 'nowhere' is not a configured"),
+        ("[local]\nmax_associations = 0", "local.max_associations = 0: use 1 to 1000"),
+        ('[local]\nmax_associations = "10"', "local.max_associations must be int"),
+        ("[local]\nmax_associations = 2.5", "local.max_associations must be int"),
+        ("[local]\nartim_s = 0", "local.artim_s = 0: use 1 to 300 seconds"),
+        ("[local]\nartim_s = true", "local.artim_s must be int or float, not True"),
+        ('[local]\npdu_timeout_s = "60"', "local.pdu_timeout_s must be int or float"),
+        ("[local]\npdu_timeout_s = 86400", "local.pdu_timeout_s = 86400: use 1 to 3600 seconds"),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path, toml, named):
@@ -108,6 +120,52 @@ def test_unknown_node_lists_known_ones(loupe):
     loupe.write_config('[[nodes]]\nname = "pacs"\nae_title = "P"\nhost = "h"\nport = 104\n')
     r = loupe.run("echo", "nope")
     assert r.returncode == 2 and "unknown node 'nope' (known: pacs)" in r.stderr
+
+
+def test_receiver_limits_come_from_local(tmp_path):
+    cfg = tmp_path / "loupe.toml"
+    cfg.write_text("[local]\nmax_associations = 4\nartim_s = 2.5\npdu_timeout_s = 30\n")
+    limits = load_settings(cfg).receiver_limits
+    assert (limits.max_associations, limits.artim_s, limits.pdu_timeout_s) == (4, 2.5, 30.0)
+    default = parse_settings({}).receiver_limits  # receiver_limits.py's defaults
+    assert (default.max_associations, default.artim_s, default.pdu_timeout_s) == (10, 10.0, 60.0)
+
+
+@pytest.mark.network
+def test_serve_applies_the_receiver_limits_of_the_settings(loupe):
+    """`loupe serve` with max_associations = 1: while one association is open, the next is
+    rejected "transient, service provider (presentation), local limit exceeded" (2, 3, 2)."""
+    loupe.write_config(allowed_callers=["SCU"])
+    text = loupe.config.read_text().replace("[local]\n", "[local]\nmax_associations = 1\n", 1)
+    loupe.config.write_text(text)
+    env = {**peer_env(), "LOUPE_HOME": str(loupe.home), "PYTHONPATH": str(ROOT)}
+    serve = subprocess.Popen(
+        [*LOUPE, "serve", "--config", str(loupe.config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ae = AE(ae_title="SCU")
+        ae.add_requested_context("1.2.840.10008.1.1")  # Verification
+        deadline = time.monotonic() + 60
+        first = ae.associate("127.0.0.1", loupe.port, ae_title="LOUPE")
+        while not first.is_established and time.monotonic() < deadline:
+            time.sleep(0.2)  # still starting
+            first = ae.associate("127.0.0.1", loupe.port, ae_title="LOUPE")
+        assert first.is_established
+        second = ae.associate("127.0.0.1", loupe.port, ae_title="LOUPE")
+        assert second.is_rejected
+        rj = second.acceptor.primitive
+        assert (rj.result, rj.result_source, rj.diagnostic) == (2, 3, 2)
+        first.release()
+        third = ae.associate("127.0.0.1", loupe.port, ae_title="LOUPE")
+        assert third.is_established  # the slot came back
+        third.release()
+    finally:
+        serve.terminate()
+        serve.wait(10)
 
 
 def test_relative_storage_is_relative_to_the_settings_file(tmp_path):

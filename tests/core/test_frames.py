@@ -29,6 +29,7 @@ from core.synthetic.endoscopy import make_endoscopy_frame, write_endoscopy_study
 TEST_FILES = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_synthetic_endoscopy_study_gives_24_rgb_frames(tmp_path: Path) -> None:
     written, _ = write_endoscopy_study(
         tmp_path, seed=3, patient_id="E", patient_name="E^E", uid_seed="frames-test"

@@ -147,6 +147,7 @@ def test_nodule_centre_hu_from_dicom_geometry(phantom: CtPhantom, ct_dir: Path) 
         assert v - parenchyma > 150, (n, v)
 
 
+@pytest.mark.slow
 def test_chest_ct_deterministic() -> None:
     a = _small_ct(5, slices=16, nodule_count=2)
     b = _small_ct(5, slices=16, nodule_count=2)

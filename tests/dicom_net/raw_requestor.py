@@ -43,7 +43,10 @@ def read_pdu(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def associate_rq(
-    abstract: str = CT_IMAGE, syntax: str = EXPLICIT_LE, calling: str = "RAWSCU"
+    abstract: str = CT_IMAGE,
+    syntax: str = EXPLICIT_LE,
+    calling: str = "RAWSCU",
+    called: str = "LOUPE",
 ) -> bytes:
     """A well-formed A-ASSOCIATE-RQ proposing one context (id 1), encoded by pynetdicom."""
     cx = build_context(abstract, [syntax])
@@ -51,7 +54,7 @@ def associate_rq(
     rq = A_ASSOCIATE()
     rq.application_context_name = "1.2.840.10008.3.1.1.1"
     rq.calling_ae_title = calling
-    rq.called_ae_title = "LOUPE"
+    rq.called_ae_title = called
     rq.presentation_context_definition_list = [cx]
     max_len = MaximumLengthNotification()
     max_len.maximum_length_received = 16384
@@ -68,7 +71,9 @@ def _item(item_type: int, body: bytes) -> bytes:
 
 
 def handmade_rq(
-    contexts: list[tuple[int, bytes | None, list[bytes]]], calling: bytes = b"RAWSCU"
+    contexts: list[tuple[int, bytes | None, list[bytes]]],
+    calling: bytes = b"RAWSCU",
+    called: bytes = b"LOUPE",
 ) -> bytes:
     """An A-ASSOCIATE-RQ assembled item by item (PS3.8 9.3.2), for requests no encoder would
     produce: contexts as (id, abstract syntax or None for none, transfer syntaxes)."""
@@ -78,7 +83,7 @@ def handmade_rq(
         sub += b"".join(_item(0x40, ts) for ts in syntaxes)
         items += _item(0x20, bytes((cx_id, 0, 0, 0)) + sub)
     items += _item(0x50, _item(0x51, struct.pack(">I", 16384)) + _item(0x52, b"1.2.3.4"))
-    body = struct.pack(">H2x16s16s32x", 1, b"LOUPE".ljust(16), calling.ljust(16)) + items
+    body = struct.pack(">H2x16s16s32x", 1, called.ljust(16), calling.ljust(16)) + items
     return struct.pack(">BxI", 0x01, len(body)) + body
 
 
@@ -101,6 +106,20 @@ def associate(
     return sock
 
 
+def context_results(body: bytes) -> dict[int, tuple[int, str]]:
+    """{context ID: (result, transfer syntax)} of an A-ASSOCIATE-AC's body (PS3.8 9.3.3)."""
+    out: dict[int, tuple[int, str]] = {}
+    pos = 68  # protocol version, reserved, called and calling AE titles, reserved
+    while pos < len(body):
+        item_type, length = struct.unpack_from(">BxH", body, pos)
+        if item_type == 0x21:  # presentation context item (AC): id, -, result, -, TS sub-item
+            cx_id, result = body[pos + 4], body[pos + 6]
+            ts_len = struct.unpack_from(">H", body, pos + 10)[0]
+            out[cx_id] = (result, body[pos + 12 : pos + 12 + ts_len].decode())
+        pos += 4 + length
+    return out
+
+
 def is_limit_reject(pdu_type: int, body: bytes) -> bool:
     """A-ASSOCIATE-RJ: rejected transient, service provider (presentation), local limit."""
     return pdu_type == A_ASSOCIATE_RJ and body[1:4] == b"\x02\x03\x02"
@@ -112,10 +131,10 @@ def element(elem: int, value: bytes) -> bytes:
     return struct.pack("<HHI", 0, elem, len(value)) + value
 
 
-def store_command(sop_instance: str, msg_id: int = 7) -> bytes:
+def store_command(sop_instance: str, msg_id: int = 7, sop_class: str = CT_IMAGE) -> bytes:
     body = b"".join(
         (
-            element(0x0002, CT_IMAGE.encode()),
+            element(0x0002, sop_class.encode()),
             element(0x0100, struct.pack("<H", 0x0001)),
             element(0x0110, struct.pack("<H", msg_id)),
             element(0x0700, struct.pack("<H", 0)),
@@ -153,7 +172,19 @@ def dataset_of(path: Path) -> tuple[str, bytes]:
 
 def store_raw(sock: socket.socket, path: Path, fragment: int = 16000) -> tuple[int, dict]:
     uid, data = dataset_of(path)
-    sock.sendall(pdata(0x03, store_command(uid)))
+    return store_dataset(sock, uid, data, fragment=fragment)
+
+
+def store_dataset(
+    sock: socket.socket,
+    uid: str,
+    data: bytes,
+    sop_class: str = CT_IMAGE,
+    fragment: int = 16000,
+) -> tuple[int, dict]:
+    """C-STORE `data` (a data set's bytes, sent as they are) on context 1: the response's
+    status and elements."""
+    sock.sendall(pdata(0x03, store_command(uid, sop_class=sop_class)))
     for start in range(0, len(data), fragment):
         last = start + fragment >= len(data)
         sock.sendall(pdata(0x02 if last else 0x00, data[start : start + fragment]))

@@ -12,6 +12,8 @@ import pytest
 from core.synthetic.chest_ct import make_chest_ct, write_ct_series
 from core.synthetic.endoscopy import write_endoscopy_study
 
+pytestmark = pytest.mark.slow  # model runs on generated series: seconds to a minute each
+
 
 @pytest.fixture(scope="module")
 def ct_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, object]:

@@ -28,6 +28,8 @@ from inference.registry import ModelRegistry
 from inference.roc import roc_auc
 from inference.series_input import group_series
 
+pytestmark = pytest.mark.slow  # model runs on generated series: seconds to a minute each
+
 AUC_FLOOR = 0.9
 
 

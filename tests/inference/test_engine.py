@@ -63,6 +63,7 @@ def test_model_for_a_modality_it_does_not_apply_to(tmp_path: Path) -> None:
     engine.shutdown()
 
 
+@pytest.mark.slow
 def test_stored_analyses_are_reused_and_never_stale(tmp_path: Path, es_series) -> None:  # type: ignore[no-untyped-def]
     """An analysis kept on disk comes back in a new engine (a reopened workstation) with the
     same candidates, tracking UIDs and heatmap, without running the model; a series whose

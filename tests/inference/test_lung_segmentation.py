@@ -13,6 +13,8 @@ from inference.ct_preprocess import resample_isotropic
 from inference.lung_segmentation import LungSegmentation, segment_lungs
 from inference.series_input import volume_from_phantom
 
+pytestmark = pytest.mark.slow  # model runs on generated series: seconds to a minute each
+
 SPACING = 2.0
 
 

@@ -17,6 +17,8 @@ from inference.manifest import load_manifest
 from inference.nodule_detector import NoduleDetector
 from inference.series_input import volume_from_phantom
 
+pytestmark = pytest.mark.slow  # model runs on generated series: seconds to a minute each
+
 # Floors the shipped model must keep on these 3 fresh small phantoms (measured values are in
 # the model card; the floors leave room for small-sample noise).
 CPM_FLOOR = 0.5  # measured 0.638 with the shipped model (2.0.0; 1.2.0: 0.667, 1.1.0: 0.705)
