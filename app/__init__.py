@@ -1,3 +1,5 @@
 """Loupe: windows, wiring, settings and the command line."""
 
-__version__ = "0.1.0"
+from app.version import __version__
+
+__all__ = ["__version__"]

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app import __version__
 from app.cli_inference import register_inference_commands
 from app.settings import Settings, SettingsError, load_settings
+from app.version import __version__
 from dicom_net.errors import (
     ArchiveError,
     AssociationRejected,
@@ -315,7 +315,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from dicom_net.storage_server import StorageServer
 
     archive = _archive(settings)
-    server = StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae)
+    server = StorageServer(
+        archive,
+        settings.local,
+        node_for_ae=settings.node_for_ae,
+        limits=settings.receiver_limits,
+    )
     server.start()
     worker = OutboxWorker(Outbox(archive), settings.local, settings.nodes_by_name)
     worker.start()

@@ -22,6 +22,12 @@ from dicom_net.nodes import (
     RetrieveMethod,
     TlsOptions,
 )
+from dicom_net.receiver_limits import ReceiverLimits
+
+# What [local] may set of the receiver's limits (dicom_net/receiver_limits.py): bounds that
+# keep a typo from making the receiver useless (an ARTIM of 0.001 s) or unbounded.
+_MAX_ASSOCIATIONS_RANGE = (1, 1000)
+_SECONDS_RANGE = {"artim_s": (1.0, 300.0), "pdu_timeout_s": (1.0, 3600.0)}
 
 APP_NAME = "loupe"
 _AE_RE = re.compile(r"^[^\\\x00-\x1f]{1,16}$")
@@ -39,6 +45,8 @@ class Settings:
     user: str
     source: Path | None  # the file read, None when all defaults
     extra: dict[str, Any] = field(default_factory=dict)
+    # [local] max_associations, artim_s, pdu_timeout_s: give them to every StorageServer.
+    receiver_limits: ReceiverLimits = field(default_factory=ReceiverLimits)
 
     def node(self, name: str) -> RemoteNode:
         for n in self.nodes:
@@ -119,6 +127,26 @@ def _port(value: int, key: str) -> int:
     return value
 
 
+def _receiver_limits(local_t: dict[str, Any]) -> ReceiverLimits:
+    default = ReceiverLimits()
+    low, high = _MAX_ASSOCIATIONS_RANGE
+    max_associations = _expect(local_t, "max_associations", int, "local", default.max_associations)
+    if not low <= max_associations <= high:
+        raise SettingsError(
+            f"local.max_associations = {max_associations}: use {low} to {high} "
+            "(associations received at once, all callers together)"
+        )
+    seconds: dict[str, float] = {}
+    for key, (low_s, high_s) in _SECONDS_RANGE.items():
+        value = _expect(local_t, key, (int, float), "local", getattr(default, key))
+        if isinstance(value, bool):
+            raise SettingsError(f"local.{key} must be int or float, not {value!r}")
+        if not low_s <= value <= high_s:
+            raise SettingsError(f"local.{key} = {value}: use {low_s:g} to {high_s:g} seconds")
+        seconds[key] = float(value)
+    return ReceiverLimits(max_associations=max_associations, **seconds)
+
+
 def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
@@ -131,12 +159,25 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
     _unknown_keys(data, {"local", "nodes", "user", "viewer", "inference", "report"}, "settings")
     local_t = _expect(data, "local", dict, "settings", default={})
     _unknown_keys(
-        local_t, {"ae_title", "port", "storage", "allowed_callers", "bind", "fast_store"}, "[local]"
+        local_t,
+        {
+            "ae_title",
+            "port",
+            "storage",
+            "allowed_callers",
+            "bind",
+            "fast_store",
+            "max_associations",
+            "artim_s",
+            "pdu_timeout_s",
+        },
+        "[local]",
     )
     ae_title = _ae(_expect(local_t, "ae_title", str, "local", "LOUPE"), "local.ae_title")
     port = _port(_expect(local_t, "port", int, "local", 11112), "local.port")
     bind = _expect(local_t, "bind", str, "local", "0.0.0.0")
     fast_store = _expect(local_t, "fast_store", bool, "local", True)
+    receiver_limits = _receiver_limits(local_t)
     storage_s = _expect(local_t, "storage", str, "local", None)
     storage = Path(storage_s).expanduser() if storage_s else default_storage()
     if source is not None and not storage.is_absolute():
@@ -248,6 +289,7 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
         user=user,
         source=source,
         extra={k: v for k, v in data.items() if k in ("viewer", "inference", "report")},
+        receiver_limits=receiver_limits,
     )
 
 

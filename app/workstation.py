@@ -258,6 +258,7 @@ class Workstation(QMainWindow):
         tb.addAction(self._action("Analyse", "fa5s.brain", "F5", self.analyze))
         tb.addSeparator()
         tb.addAction(self._action("Shortcuts", "fa5s.keyboard", "F1", self.show_shortcuts))
+        tb.addAction(self._action("About", "fa5s.info-circle", None, self.show_about))
         # Review on a second row, where the reader's eye goes after the image.
         self.addToolBarBreak()
         tb = QToolBar("Review")
@@ -304,6 +305,26 @@ class Workstation(QMainWindow):
 
     def set_layout(self, mode: Layout) -> None:
         self.reading.set_layout(mode)
+
+    def show_about(self) -> None:
+        """Versions, the AI device in use, and each installed model's card."""
+        from PySide6.QtWidgets import QDialog, QPlainTextEdit, QTabWidget, QVBoxLayout
+
+        from app.about import about_text, models
+
+        dialog = QDialog(self)
+        dialog.setWindowTitle("About Loupe")
+        tabs = QTabWidget(dialog)
+        for title, text in [("Loupe", about_text(self.analysis)), *models()]:
+            view = QPlainTextEdit(text)
+            view.setReadOnly(True)
+            tabs.addTab(view, title)
+        lay = QVBoxLayout(dialog)
+        lay.addWidget(tabs)
+        screen = self.screen().availableGeometry()
+        dialog.resize(min(900, screen.width() - 40), min(640, screen.height() - 40))
+        self.about_dialog = dialog  # tests read it
+        dialog.open()
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)

@@ -635,3 +635,24 @@ def test_pacs_tab_searches_and_retrieves_from_a_real_pacs(
     assert browser.local_table.rowCount() == 1
     assert browser.local_table.item(0, 5).text() == str(n)
     win.stop_services()
+
+
+def test_about_names_versions_device_and_each_model_card(qtbot, reviewing):
+    from PySide6.QtWidgets import QPlainTextEdit, QTabWidget
+
+    reviewing.show_about()
+    dialog = reviewing.about_dialog
+    tabs = dialog.findChild(QTabWidget)
+    titles = [tabs.tabText(i) for i in range(tabs.count())]
+    assert titles[0] == "Loupe"
+    assert any(t.startswith("lung-nodule-ref ") for t in titles)
+    assert any(t.startswith("endoscopy-lesion-ref ") for t in titles)
+    text = (
+        tabs.widget(0).findChild(QPlainTextEdit).toPlainText()
+        if tabs.widget(0).findChild(QPlainTextEdit)
+        else tabs.widget(0).toPlainText()
+    )
+    assert "Loupe 0." in text and "pydicom " in text and "AI device:" in text
+    card = tabs.widget(titles.index(next(t for t in titles if t.startswith("lung")))).toPlainText()
+    assert "Not for clinical use" in card
+    dialog.close()
