@@ -159,7 +159,9 @@ def run_retrieve(
 
     node = settings.node(node_name)
     archive = _archive(settings)
-    server = StorageServer(archive, settings.local, node_for_ae=settings.node_for_ae)
+    server = StorageServer(
+        archive, settings.local, node_for_ae=settings.node_for_ae, limits=settings.receiver_limits
+    )
     started = False
     try:
         server.start()

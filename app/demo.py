@@ -109,12 +109,15 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         workstation,
         local,
         node_for_ae=lambda ae: "demo" if ae == DEMO_AE else settings.node_for_ae(ae),
+        limits=settings.receiver_limits,
     )
     try:
         receiver.start()
     except DicomNetError:
         local = replace(local, port=_free_port(), bind="127.0.0.1")
-        receiver = StorageServer(workstation, local, node_for_ae=lambda _ae: "demo")
+        receiver = StorageServer(
+            workstation, local, node_for_ae=lambda _ae: "demo", limits=settings.receiver_limits
+        )
         receiver.start()
 
     demo_local = LocalNode(DEMO_AE, _free_port(), "127.0.0.1", (local.ae_title,))

@@ -337,6 +337,7 @@ class Workstation(QMainWindow):
             self.archive,
             self.settings.local,
             node_for_ae=self.settings.node_for_ae,
+            limits=self.settings.receiver_limits,
         )
         try:
             server.start()

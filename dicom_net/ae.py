@@ -6,18 +6,26 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import pynetdicom.acse
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
+from dicom_net.contexts import negotiate_storage
 from dicom_net.errors import AssociationRejected, NodeUnreachable
 from dicom_net.nodes import LocalNode, RemoteNode
+from dicom_net.receiver_limits import PDU_TIMEOUT_S
 
 # Identifiers carry patient names and IDs: never log them by default.
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 # Accept private and future storage SOP classes, as archives must.
 _config.UNRESTRICTED_STORAGE_SERVICE = True
+# ... but only in the transfer syntaxes we store (contexts.py): pynetdicom's unrestricted
+# negotiation accepts whatever syntax a storage context lists first, and has no setting for
+# that. Its acceptor calls this function by its name in pynetdicom.acse, so the fast path
+# (fast_store.py) and pynetdicom's acceptor answer a proposal alike.
+pynetdicom.acse.negotiate_unrestricted = negotiate_storage  # type: ignore[attr-defined]
 # C-STORE data sets received through pynetdicom (its acceptor, and C-GET) go to a temporary
 # file as they arrive instead of memory; StoreIngest copies them into the archive in pieces.
 _config.STORE_RECV_CHUNKED_DATASET = True
@@ -33,7 +41,7 @@ SEND_MAX_PDU = 131072
 ACSE_TIMEOUT_S = 15.0
 # A C-MOVE of a large study can be silent for longer than pynetdicom's 30 s default.
 DIMSE_TIMEOUT_S = 300.0
-NETWORK_TIMEOUT_S = 60.0
+NETWORK_TIMEOUT_S = PDU_TIMEOUT_S  # without a PDU this long, an association is aborted
 CONNECT_TIMEOUT_S = 5.0
 
 

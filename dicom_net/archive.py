@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dicom_net.dataset_check import Unacceptable, check_object
 from dicom_net.errors import ArchiveError
-from dicom_net.header import InstanceHeader, check_complete, read_header
+from dicom_net.header import InstanceHeader, read_header
 
 SCHEMA_VERSION = 1
 # A partial file untouched this long belongs to no live writer.
@@ -363,7 +364,8 @@ class LocalArchive:
         return StoredInstance(header=header, path=Path(final), replaced=replaced)
 
     def store_file(self, path: Path, *, source_node: str | None = None) -> StoredInstance:
-        """Import a Part 10 file byte for byte (adding a file meta if it lacks one)."""
+        """Import a Part 10 file byte for byte (adding a file meta if it lacks one), once it
+        is fully parsed as a received one is (dataset_check.py)."""
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -371,8 +373,11 @@ class LocalArchive:
             raise ArchiveError(f"{path}: cannot read ({exc.strerror})") from exc
         if len(data) < 132 or data[128:132] != b"DICM":
             data = _to_part10(data, str(path))
-        check_complete(data, source=str(path))
-        return self.store_bytes(data, source_node=source_node, source=str(path))
+        try:
+            header = check_object(data)
+        except Unacceptable as exc:
+            raise ArchiveError(f"{path}: {exc.reason}") from None
+        return self.store_bytes(data, header=header, source_node=source_node, source=str(path))
 
     def _index(
         self,
@@ -638,6 +643,8 @@ def _to_part10(data: bytes, source: str) -> bytes:
         ds.SOPInstanceUID  # noqa: B018  (raises if this is not DICOM at all)
     except (InvalidDicomError, AttributeError, EOFError, ValueError, TypeError) as exc:
         raise ArchiveError(f"{source}: not a DICOM file") from exc
+    except RecursionError:  # pydicom reads nested sequences recursively
+        raise ArchiveError(f"{source}: sequences nested too deeply to read") from None
     out = io.BytesIO()
     ds.file_meta = ds.file_meta if hasattr(ds, "file_meta") else pydicom.dataset.FileMetaDataset()
     if "TransferSyntaxUID" not in ds.file_meta:

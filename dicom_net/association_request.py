@@ -134,6 +134,10 @@ class AssociateRequest:
     def calling_ae_title(self) -> str:
         return str(self.primitive.calling_ae_title).strip()
 
+    @property
+    def called_ae_title(self) -> str:
+        return str(self.primitive.called_ae_title).strip()
+
 
 def decode_associate_rq(data: bytes) -> AssociateRequest:
     """The request decoded by pynetdicom's classes; ProtocolError when it is malformed.

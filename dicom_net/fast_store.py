@@ -9,20 +9,21 @@ maintained Python library receives C-STORE faster, and DCMTK's storescp as a sep
 would bypass our caller checks, index and events.
 
 So the common association takes a short path: storage SOP classes (standard, private or
-unknown, as pynetdicom's unrestricted storage accepts them) and Verification, with no role
-selection, user identity, asynchronous operations window or extended negotiation. Its
-A-ASSOCIATE-RQ is read with MSG_PEEK and checked (association_request.py); anything else -
-Query/Retrieve, storage commitment, a caller that is not allowed, an unusual request - is left
-unread on the socket and handed to pynetdicom's full acceptor on the same port, which reads it
-as if nothing had happened.
+unknown, each in a transfer syntax we store: contexts.negotiate_storage, which pynetdicom's
+acceptor uses too) and Verification, with no role selection, user identity, asynchronous
+operations window or extended negotiation. Its A-ASSOCIATE-RQ is read with MSG_PEEK and
+checked (association_request.py); anything else - Query/Retrieve, storage commitment, a caller
+that is not allowed, an unusual request - is left unread on the socket and handed to
+pynetdicom's full acceptor on the same port, which reads it as if nothing had happened.
 
 On the fast path one thread per association (socketserver's) reads whole PDUs with blocking
 recv_into, splits PDVs, parses the small command set with struct, hands each data set to
-StoreIngest.begin/finish (the same check/write/index as pynetdicom's handler; the response is sent
-only after the file is written and indexed), and answers with a C-STORE-RSP encoded with
-struct. Protocol rules kept (PS3.8): a deadline on every PDU (receiver_limits.py), a maximum
-PDU length we advertise and enforce, A-ABORT on any PDU or PDV out of sequence, a cap on one
-data set's size, the association limit shared with pynetdicom's acceptors.
+StoreIngest.begin/finish (the same check/write/index as pynetdicom's handler; the response is
+sent only after the data set is fully parsed (dataset_check.py), written and indexed), and
+answers with a C-STORE-RSP encoded with struct. Protocol rules kept (PS3.8): a deadline on
+every PDU (receiver_limits.py), a maximum PDU length we advertise and enforce, A-ABORT on any
+PDU or PDV out of sequence, a cap on one data set's size, the association limit shared with
+pynetdicom's acceptors.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.uid import UID
-from pynetdicom import sop_class as _sop_class_module
 from pynetdicom.pdu import A_ASSOCIATE_AC
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -44,10 +43,10 @@ from pynetdicom.pdu_primitives import (
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
 )
-from pynetdicom.presentation import PresentationContext, negotiate_unrestricted
-from pynetdicom.sop_class import _STORAGE_CLASSES
+from pynetdicom.presentation import PresentationContext
 
 from dicom_net.association_request import AssociateRequest, timeval
+from dicom_net.contexts import is_storage_like, negotiate_storage
 from dicom_net.ingest import IncomingInstance, StoreIngest
 from dicom_net.wire import (
     A_RELEASE_RP,
@@ -87,20 +86,11 @@ C_CANCEL_RQ = 0x0FFF
 STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 
-_STORAGE_UIDS = frozenset(str(uid) for uid in _STORAGE_CLASSES.values())
 _KNOWN_USER_ITEMS = (
     MaximumLengthNotification,
     ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
 )
-
-
-def is_storage_like(abstract_syntax: str) -> bool:
-    """The split pynetdicom's negotiate_unrestricted makes: storage, private or unknown."""
-    uid = UID(abstract_syntax)
-    return (
-        uid.is_private or str(uid) in _STORAGE_UIDS or not hasattr(_sop_class_module, uid.keyword)
-    )
 
 
 def fast_path_request(
@@ -121,7 +111,7 @@ def fast_path_request(
         syntax = str(cx.abstract_syntax)
         if syntax != VERIFICATION_SOP_CLASS and not is_storage_like(syntax):
             return None
-    result, _roles = negotiate_unrestricted(proposed, contexts, {})
+    result, _roles = negotiate_storage(proposed, contexts, {})
     return result
 
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import _read_file_meta_info, data_element_generator
-from pydicom.uid import UID
 
 from dicom_net.errors import ArchiveError
 
@@ -141,58 +137,3 @@ def read_header(data: bytes | Path, *, source: str | None = None) -> InstanceHea
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         raise ArchiveError(f"{name}: not a readable DICOM file ({exc})") from exc
     return header_from_dataset(ds, source=name)
-
-
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
-
-
-def check_complete(data: bytes, *, source: str) -> None:
-    """Walk every top-level element of a Part 10 object; raise ArchiveError if it is truncated.
-
-    pydicom reads a cut-off file without complaint (the last value is just short), so a
-    store from a sender that died mid-transfer would otherwise be archived as "complete".
-    """
-    if len(data) < 132 or data[128:132] != b"DICM":
-        raise ArchiveError(f"{source}: not a DICOM Part 10 object (no DICM prefix)")
-    fp = io.BytesIO(data)
-    fp.seek(132)
-    try:
-        meta = _read_file_meta_info(fp)
-        ts = UID(str(meta.get("TransferSyntaxUID", "")))
-        if not ts:
-            raise ArchiveError(f"{source}: file meta has no TransferSyntaxUID")
-        implicit = ts.is_implicit_VR if ts.is_transfer_syntax else False
-        little = ts.is_little_endian if ts.is_transfer_syntax else True
-        if ts == pydicom.uid.DeflatedExplicitVRLittleEndian:
-            return  # compressed stream: completeness is checked when pydicom inflates it
-        has_rows = has_pixels = False
-        for raw in data_element_generator(fp, implicit, little, defer_size=None):
-            tag = int(raw.tag)
-            if tag == 0x00280010:
-                has_rows = True
-            elif tag in _PIXEL_TAGS:
-                has_pixels = True
-            if (
-                isinstance(raw, RawDataElement)
-                and raw.length != 0xFFFFFFFF
-                and raw.value is not None
-                and len(raw.value) != raw.length
-            ):
-                raise ArchiveError(
-                    f"{source}: truncated in element {raw.tag} "
-                    f"({len(raw.value)} of {raw.length} bytes)"
-                )
-    except ArchiveError:
-        raise
-    except (
-        EOFError,
-        ValueError,
-        KeyError,
-        TypeError,
-        NotImplementedError,
-        OSError,
-        struct.error,
-    ) as exc:
-        raise ArchiveError(f"{source}: truncated or malformed DICOM ({exc})") from exc
-    if has_rows and not has_pixels:
-        raise ArchiveError(f"{source}: image attributes present but no pixel data (truncated?)")

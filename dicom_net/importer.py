@@ -69,7 +69,8 @@ def import_paths(
     *,
     on_error: Callable[[str], None] | None = None,
 ) -> ImportReport:
-    """Import everything found; a bad file is reported by name and the rest goes on."""
+    """Import everything found; a bad file is reported in one line (its name and the problem,
+    see dataset_check.py) and the rest goes on."""
     report = ImportReport()
     for f in collect_files(paths):
         if not f.exists():
@@ -79,6 +80,9 @@ def import_paths(
                 stored = archive.store_file(f)
             except ArchiveError as exc:
                 msg = str(exc)
+            except Exception as exc:  # a reader failing in a way not foreseen: still one line
+                log.debug("importing %s failed", f, exc_info=True)
+                msg = f"{f}: cannot be imported ({type(exc).__name__})"
             else:
                 report.imported += 1
                 report.replaced += int(stored.replaced)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from dicom_net.ae import NETWORK_TIMEOUT_S
-
 MAX_ASSOCIATIONS = 10
 # PS3.8 leaves ARTIM's value to the implementation; 10 s is ample for a request sent in one
 # write on a LAN, and bounds how long a connection that never asks can keep a thread.
 ARTIM_TIMEOUT_S = 10.0
-PDU_TIMEOUT_S = NETWORK_TIMEOUT_S
+# Also the network timeout of the associations we request (ae.NETWORK_TIMEOUT_S). Kept here,
+# free of pynetdicom, so that the settings can import this module at no cost.
+PDU_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)

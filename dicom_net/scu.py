@@ -46,8 +46,8 @@ from dicom_net.ae import (
     silent_message,
     unreachable_message,
 )
+from dicom_net.dataset_check import scan_elements
 from dicom_net.errors import AssociationRejected, NodeUnreachable
-from dicom_net.ingest import scan_elements
 from dicom_net.nodes import LocalNode, RemoteNode
 from dicom_net.wire import (
     A_RELEASE_RQ,

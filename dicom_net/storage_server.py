@@ -92,6 +92,7 @@ class _FastPath:
 
 class _LoupeAssociationServer(ThreadedAssociationServer):
     fast: _FastPath | None = None
+    called_ae_title: str  # ours: requests for any other are rejected
     limits: ReceiverLimits
     slots: AssociationSlots
     # Handler threads last as long as their connection: never keep the process alive.
@@ -160,6 +161,19 @@ class _LoupeRequestHandler(RequestHandler):
             return
         except (PeerGone, OSError):  # closed, aborted or reset before asking for anything
             close_now(sock)
+            return
+        if request is not None and request.called_ae_title != server.called_ae_title:
+            log.warning(
+                "association from %s (%s) rejected: it called AE title %r, ours is %r",
+                request.calling_ae_title,
+                peer,
+                request.called_ae_title,
+                server.called_ae_title,
+            )
+            # rejected-permanent (1), service-user (1), called AE title not recognized (7):
+            # PS3.8 9.3.4. pynetdicom's acceptor answers the same for requests too long to
+            # peek (require_called_aet in StorageServer.start).
+            answer_and_close(sock, a_associate_rj(1, 1, 7), artim_deadline)
             return
         fast = server.fast
         accepted = None
@@ -299,7 +313,8 @@ def _refuse_long_pdus(assoc: Association, sock: socket.socket, peer: str) -> Non
 
 
 class StorageServer:
-    """Listens on `local.port`; stores what allowed callers send into the archive.
+    """Listens on `local.port`; stores what allowed callers send to `local.ae_title` into the
+    archive, once fully parsed (dataset_check.py).
 
     With `qr_destinations` it also answers C-FIND/C-MOVE/C-GET from the archive, moving to
     the AE titles listed there ({ae_title: (host, port)}). `limits`: the association limit
@@ -346,6 +361,9 @@ class StorageServer:
         # What pynetdicom's acceptor advertises (make_ae's 0 means unlimited): data sets are
         # spooled to disk (ae.py), so a PDU is the most one association holds in memory.
         ae.maximum_pdu_size = FAST_MAX_PDU
+        # Only associations that call our AE title (PS3.8: A-ASSOCIATE-RJ "called AE title not
+        # recognized" otherwise); compared without its padding spaces, case-sensitive.
+        ae.require_called_aet = True
         for cx in storage_scp_contexts():
             if cx.abstract_syntax is not None:
                 ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
@@ -389,6 +407,7 @@ class StorageServer:
                 f"cannot listen on {self.local.bind}:{self.local.port}: {exc.strerror}"
             ) from exc
         assert isinstance(server, _LoupeAssociationServer)
+        server.called_ae_title = self.local.ae_title.strip()
         server.limits = self.limits
         server.slots = AssociationSlots(self.limits.max_associations)
         if self.local.fast_store:

@@ -209,7 +209,10 @@ def randomise_scan(
 
 
 def _boundary_points(
-    lung: np.ndarray, rng: np.random.Generator, n: int, spacing: tuple[float, float, float],
+    lung: np.ndarray,
+    rng: np.random.Generator,
+    n: int,
+    spacing: tuple[float, float, float],
     medial: bool = False,
 ) -> list[np.ndarray]:
     """Up to n points (voxel z, y, x, float) just inside the lung surface, found by marching
@@ -339,8 +342,10 @@ def add_confounders(
         p1 = q + inward * (length - 10.0) / sp
         if not clear(p0, p1, r):
             continue
-        hu = float(rng.uniform(150.0, 350.0)) if rng.random() < 0.4 else float(
-            rng.uniform(30.0, 60.0)
+        hu = (
+            float(rng.uniform(150.0, 350.0))
+            if rng.random() < 0.4
+            else float(rng.uniform(30.0, 60.0))
         )
         _paint_capsule(x, p0, p1, r, hu, spacing)
         centres.append(q + inward * 8.0 / sp)
@@ -360,8 +365,10 @@ def add_confounders(
         p1 = c + axis * (length / 2.0) / sp
         if not clear(p0, p1, r):
             continue
-        hu = float(rng.uniform(150.0, 350.0)) if rng.random() < 0.35 else float(
-            rng.uniform(25.0, 60.0)
+        hu = (
+            float(rng.uniform(150.0, 350.0))
+            if rng.random() < 0.35
+            else float(rng.uniform(25.0, 60.0))
         )
         _paint_capsule(x, p0, p1, r, hu, spacing)
         centres.append(c)
@@ -419,8 +426,11 @@ def make_case(
     x0, y0, z0 = ph.origin_mm
     nod_vox = np.array(
         [
-            [(n.center_mm[2] - z0) / dz, (n.center_mm[1] - y0) / ph.spacing_mm[1],
-             (n.center_mm[0] - x0) / ph.spacing_mm[2]]
+            [
+                (n.center_mm[2] - z0) / dz,
+                (n.center_mm[1] - y0) / ph.spacing_mm[1],
+                (n.center_mm[0] - x0) / ph.spacing_mm[2],
+            ]
             for n in ph.nodules
         ]
     ).reshape(-1, 3)

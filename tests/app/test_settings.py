@@ -160,8 +160,14 @@ def test_serve_applies_the_receiver_limits_of_the_settings(loupe):
         rj = second.acceptor.primitive
         assert (rj.result, rj.result_source, rj.diagnostic) == (2, 3, 2)
         first.release()
+        # The slot comes back once the receiver's thread has seen the release through, a
+        # moment after the A-RELEASE-RP.
+        deadline = time.monotonic() + 10
         third = ae.associate("127.0.0.1", loupe.port, ae_title="LOUPE")
-        assert third.is_established  # the slot came back
+        while third.is_rejected and time.monotonic() < deadline:
+            time.sleep(0.1)
+            third = ae.associate("127.0.0.1", loupe.port, ae_title="LOUPE")
+        assert third.is_established
         third.release()
     finally:
         serve.terminate()
