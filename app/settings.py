@@ -18,6 +18,7 @@ from dicom_net.nodes import (
     DEFAULT_MOVE_STREAMS,
     MAX_MOVE_STREAMS,
     LocalNode,
+    ReceiverTlsOptions,
     RemoteNode,
     RetrieveMethod,
     TlsOptions,
@@ -147,6 +148,43 @@ def _receiver_limits(local_t: dict[str, Any]) -> ReceiverLimits:
     return ReceiverLimits(max_associations=max_associations, **seconds)
 
 
+def _receiver_tls(local_t: dict[str, Any], source: Path | None) -> ReceiverTlsOptions | None:
+    """[local] tls: the storage port becomes TLS-only. Paths are absolute or relative to the
+    settings file."""
+    tls_t = _expect(local_t, "tls", dict, "local", None)
+    if tls_t is None:
+        return None
+    where = "local.tls"
+    _unknown_keys(tls_t, {"cert", "key", "ca", "require_client_cert"}, where)
+    require = _expect(tls_t, "require_client_cert", bool, where, False)
+
+    def pem(key: str, required: bool, why: str) -> Path | None:
+        value = _expect(tls_t, key, str, where, None)
+        if value is None:
+            if required:
+                raise SettingsError(f"{where}.{key} is missing: set it to {why}")
+            return None
+        path = Path(value).expanduser()
+        if source is not None and not path.is_absolute():
+            path = (source.parent / path).resolve()
+        if not path.is_file():
+            raise SettingsError(
+                f"{where}.{key} = {value!r}: no such file ({path}); set it to {why}"
+            )
+        return path
+
+    cert = pem("cert", True, "the PEM certificate this receiver presents to callers")
+    key = pem("key", True, "the PEM private key of that certificate")
+    ca = pem(
+        "ca",
+        require,
+        "the PEM CA certificate that signs the callers' client certificates "
+        "(required with require_client_cert = true)",
+    )
+    assert cert is not None and key is not None
+    return ReceiverTlsOptions(cert_file=cert, key_file=key, ca_file=ca, require_client_cert=require)
+
+
 def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
@@ -170,6 +208,7 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
             "max_associations",
             "artim_s",
             "pdu_timeout_s",
+            "tls",
         },
         "[local]",
     )
@@ -178,6 +217,7 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
     bind = _expect(local_t, "bind", str, "local", "0.0.0.0")
     fast_store = _expect(local_t, "fast_store", bool, "local", True)
     receiver_limits = _receiver_limits(local_t)
+    receiver_tls = _receiver_tls(local_t, source)
     storage_s = _expect(local_t, "storage", str, "local", None)
     storage = Path(storage_s).expanduser() if storage_s else default_storage()
     if source is not None and not storage.is_absolute():
@@ -283,6 +323,7 @@ def parse_settings(data: dict[str, Any], *, source: Path | None = None) -> Setti
             bind=bind,
             allowed_callers=callers,
             fast_store=fast_store,
+            tls=receiver_tls,
         ),
         storage=storage,
         nodes=tuple(nodes),

@@ -37,6 +37,34 @@ class TlsOptions:
 
 
 @dataclass(frozen=True)
+class ReceiverTlsOptions:
+    """TLS for our storage port ([local] tls): our certificate, and the CA that signs the
+    client certificates we accept (required of every caller when require_client_cert)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+
+    def __post_init__(self) -> None:
+        if self.require_client_cert and self.ca_file is None:
+            raise ValueError("require_client_cert needs ca_file (the CA of the client certs)")
+
+    def server_context(self) -> ssl.SSLContext:
+        """Server side, TLS 1.2 or later (BCP 195, PS3.15 B.9: older versions are deprecated)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        if self.ca_file is not None:
+            ctx.load_verify_locations(cafile=self.ca_file)
+        if self.require_client_cert:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        elif self.ca_file is not None:
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+
+@dataclass(frozen=True)
 class RemoteNode:
     """A PACS or modality as configured in settings ([[nodes]])."""
 
@@ -64,3 +92,5 @@ class LocalNode:
     allowed_callers: tuple[str, ...] = field(default_factory=tuple)
     # Plain storage associations skip pynetdicom's acceptor (dicom_net/fast_store.py).
     fast_store: bool = True
+    # When set, the storage port speaks TLS only, on both receive paths (tls_receiver.py).
+    tls: ReceiverTlsOptions | None = None

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,6 +48,7 @@ from dicom_net.ingest import IngestCounters, StoreIngest, discard_partial_spool
 from dicom_net.nodes import LocalNode
 from dicom_net.qr_provider import QueryRetrieveProvider
 from dicom_net.receiver_limits import AssociationSlots, ReceiverLimits, SlotHolder
+from dicom_net.tls_receiver import TlsBridge, accept_tls
 from dicom_net.wire import (
     ABORT_INVALID_PDU_PARAMETER,
     PeerGone,
@@ -92,6 +94,7 @@ class _FastPath:
 
 class _LoupeAssociationServer(ThreadedAssociationServer):
     fast: _FastPath | None = None
+    tls_context: ssl.SSLContext | None = None  # [local] tls: TLS-only port
     called_ae_title: str  # ours: requests for any other are rejected
     limits: ReceiverLimits
     slots: AssociationSlots
@@ -129,16 +132,39 @@ class _LoupeRequestHandler(RequestHandler):
         with server.connections_lock:
             server.connections.add(sock)
         try:
-            self._handle(sock)
+            if server.tls_context is None:
+                self._handle(sock, time.monotonic() + server.limits.artim_s)
+            else:
+                self._handle_tls(sock, server.tls_context)
         finally:
             with server.connections_lock:
                 server.connections.discard(sock)
 
-    def _handle(self, sock: socket.socket) -> None:
+    def _handle_tls(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        """The TLS handshake within ARTIM, then the connection served as a plain one through
+        a TlsBridge (tls_receiver.py); ARTIM's deadline covers handshake and request."""
+        server = self.server
+        artim_deadline = time.monotonic() + server.limits.artim_s
+        tls = accept_tls(sock, context, artim_deadline, self._peer())
+        if tls is None:
+            return
+        bridge = TlsBridge(tls, name=f"loupe-tls-{self._peer()}")
+        # stop() shuts the plain end down (`sock` is now detached); the receiver then
+        # returns, and bridge.close() ends the TLS connection.
+        with server.connections_lock:
+            server.connections.add(bridge.plain)
+        try:
+            self.request = bridge.plain  # what pynetdicom's acceptor wraps
+            self._handle(bridge.plain, artim_deadline)
+        finally:
+            bridge.close()
+            with server.connections_lock:
+                server.connections.discard(bridge.plain)
+
+    def _handle(self, sock: socket.socket, artim_deadline: float) -> None:
         server = self.server
         limits = server.limits
         peer = self._peer()
-        artim_deadline = time.monotonic() + limits.artim_s
         request: AssociateRequest | None = None
         try:
             raw = peek_associate_rq(sock, artim_deadline)
@@ -410,6 +436,15 @@ class StorageServer:
         server.called_ae_title = self.local.ae_title.strip()
         server.limits = self.limits
         server.slots = AssociationSlots(self.limits.max_associations)
+        if self.local.tls is not None:
+            try:
+                server.tls_context = self.local.tls.server_context()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                server.server_close()
+                raise DicomNetError(
+                    f"cannot use the TLS certificate or key of [local] tls ({exc}): check "
+                    "that cert and key are a matching PEM pair, and ca a PEM CA certificate"
+                ) from exc
         if self.local.fast_store:
             server.fast = _FastPath(
                 ingest=self.ingest,

@@ -97,6 +97,10 @@ def test_defaults_and_loupe_home(tmp_path, monkeypatch):
         ("[local]\nartim_s = true", "local.artim_s must be int or float, not True"),
         ('[local]\npdu_timeout_s = "60"', "local.pdu_timeout_s must be int or float"),
         ("[local]\npdu_timeout_s = 86400", "local.pdu_timeout_s = 86400: use 1 to 3600 seconds"),
+        ("[local]\ntls = true", "local.tls must be dict"),
+        ('[local]\ntls = { key = "k.pem" }', "local.tls.cert is missing: set it to the PEM"),
+        ('[local]\ntls = { cert = "c.pem", crt = "c.pem" }', "local.tls: unknown key 'crt'"),
+        ('[local]\ntls = { cert = "nope.pem", key = "k.pem" }', "local.tls.cert = 'nope.pem': no"),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path, toml, named):
@@ -120,6 +124,31 @@ def test_unknown_node_lists_known_ones(loupe):
     loupe.write_config('[[nodes]]\nname = "pacs"\nae_title = "P"\nhost = "h"\nport = 104\n')
     r = loupe.run("echo", "nope")
     assert r.returncode == 2 and "unknown node 'nope' (known: pacs)" in r.stderr
+
+
+def test_local_tls_paths_are_relative_to_the_settings_file(tmp_path):
+    for name in ("server.pem", "server.key", "ca.pem"):
+        (tmp_path / name).write_text("PEM")
+    cfg = tmp_path / "loupe.toml"
+    cfg.write_text('[local]\ntls = { cert = "server.pem", key = "server.key" }\n')
+    tls = load_settings(cfg).local.tls
+    assert tls is not None and (tls.cert_file, tls.key_file) == (
+        tmp_path / "server.pem",
+        tmp_path / "server.key",
+    )
+    assert (tls.ca_file, tls.require_client_cert) == (None, False)
+    assert parse_settings({}).local.tls is None  # plain DICOM unless asked
+    cfg.write_text(
+        '[local]\ntls = { cert = "server.pem", key = "server.key", require_client_cert = true }\n'
+    )
+    with pytest.raises(SettingsError, match=r"local\.tls\.ca is missing: set it to the PEM CA"):
+        load_settings(cfg)
+    cfg.write_text(
+        '[local]\ntls = { cert = "server.pem", key = "server.key", ca = "ca.pem", '
+        "require_client_cert = true }\n"
+    )
+    tls = load_settings(cfg).local.tls
+    assert tls is not None and (tls.ca_file, tls.require_client_cert) == (tmp_path / "ca.pem", True)
 
 
 def test_receiver_limits_come_from_local(tmp_path):
