@@ -13,7 +13,7 @@ PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 NODULE: dict[str, Any] = {
     "schema": 1,
     "id": "lung-nodule-ref",
-    "version": "2.0.0",
+    "version": "2.1.0",
     "name": "Loupe reference lung nodule detector (synthetic)",
     "manufacturer": "Loupe",
     "task": "detection-3d-heatmap",
