@@ -547,9 +547,16 @@ class Workstation(QMainWindow):
         stored = self.session.stored_analysis(volume)
         if stored is None:
             return  # no model applies, or nothing stored: the usual analysis follows
-        heat = self.session.heat_on_grid(stored, volume)
+        # Findings first; the heatmap (resampled onto the CT grid, about a second for 300
+        # slices) follows off the GUI thread.
+        self._analysis_done((stored, None))
         self.stored_shown_s = time.perf_counter()
-        self._analysis_done((stored, heat))
+
+        def heat_ready(heat: Any) -> None:
+            if self.analysis is stored and self.volume is not None and heat is not None:
+                self.reading.set_heatmap(heat)
+
+        run_task(lambda _p: self.session.heat_on_grid(stored, volume), on_done=heat_ready)
 
     def cancel_analysis(self) -> None:
         if self._ai_cancel is not None:

@@ -595,7 +595,7 @@ def test_reopening_an_analysed_study_shows_its_findings_with_the_first_image(qtb
     assert any("stored result" in w for w in again.analysis.warnings)
     assert len(list(again.findings)) == n_findings
     assert again.findings.get(first).status is ReviewStatus.REJECTED
-    assert again.reading.heat.heatmap is not None
+    qtbot.waitUntil(lambda: again.reading.heat.heatmap is not None, timeout=30000)
 
 
 @pytest.mark.network
