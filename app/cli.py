@@ -304,9 +304,10 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
             ],
             ("ID", "NODE", "STATE", "TRIES", "SOP CLASS", "LAST ERROR"),
         )
-    if args.deliver and any(i.state is OutboxState.QUEUED for i in items):
+    waiting = [i for i in items if i.state in (OutboxState.QUEUED, OutboxState.SENDING)]
+    if args.deliver and waiting:
         raise SendFailed(
-            f"{sum(i.state is OutboxState.QUEUED for i in items)} objects still queued; "
+            f"{len(waiting)} objects still queued or being sent by another Loupe process; "
             "they are retried with backoff"
         )
     return EXIT_OK

@@ -832,7 +832,7 @@ class Workstation(QMainWindow):
         from dicom_net.outbox import OutboxState
 
         counts, last_error = Outbox(self.archive).counts()
-        queued = counts.get(OutboxState.QUEUED, 0)
+        queued = counts.get(OutboxState.QUEUED, 0) + counts.get(OutboxState.SENDING, 0)
         failed = counts.get(OutboxState.FAILED, 0)
         delivered = counts.get(OutboxState.DELIVERED, 0)
         if not queued and not failed:

@@ -3,6 +3,12 @@
 Each object is copied into the archive's outbox folder when queued, so it survives a
 restart and the caller may delete its own copy. Failed deliveries are retried with
 exponential backoff; every state is visible (`loupe outbox`).
+
+Several senders share one outbox (the workstation's or `loupe serve`'s worker, `loupe send`,
+`loupe outbox --deliver`): a sender first claims an item (queued -> sending, in one
+IMMEDIATE transaction, so exactly one sender wins it) and only then sends it; the claim
+lapses after CLAIM_S so an item whose sender was killed mid-send is sent again, by whoever
+comes next (its SOP Instance UID is the same: a PACS keeps one copy).
 """
 
 from __future__ import annotations
@@ -34,8 +40,12 @@ BACKOFF_MAX_S = 600.0
 _PERMANENT = {0x0122, 0x0124, 0xA900}
 
 
+CLAIM_S = 600.0  # a claim (state sending) lapses after this: its sender is gone
+
+
 class OutboxState(enum.StrEnum):
     QUEUED = "queued"
+    SENDING = "sending"  # claimed by one sender; next_attempt_at is when the claim lapses
     DELIVERED = "delivered"
     FAILED = "failed"  # refused permanently by the node; kept for the user to see
 
@@ -151,8 +161,40 @@ class Outbox:
         return counts, (last[0][0] if last else None)
 
     def due(self, now: float | None = None) -> list[OutboxItem]:
+        """Queued items whose time has come, and items whose sender's claim has lapsed."""
         now = time.time() if now is None else now
-        return [i for i in self.items(state=OutboxState.QUEUED) if i.next_attempt_at <= now]
+        return [
+            i
+            for i in self.items()
+            if i.state in (OutboxState.QUEUED, OutboxState.SENDING) and i.next_attempt_at <= now
+        ]
+
+    def claim(self, items: list[OutboxItem], *, even_if_not_due: bool = False) -> list[OutboxItem]:
+        """The items this sender may send: each one still queued (or whose claim lapsed) is
+        set to sending, atomically; items another sender holds, or that were delivered
+        meanwhile, are left out. `even_if_not_due`: claim queued items whose backoff has not
+        run out (an explicit `send` or `--deliver` now)."""
+        now = time.time()
+        won: list[int] = []
+        with self.archive.transaction() as db:
+            for item in items:
+                cur = db.execute(
+                    "UPDATE outbox SET state=?, next_attempt_at=? WHERE id=? AND "
+                    "((state=? AND (next_attempt_at<=? OR ?)) OR (state=? AND next_attempt_at<=?))",
+                    (
+                        OutboxState.SENDING.value,
+                        now + CLAIM_S,
+                        item.id,
+                        OutboxState.QUEUED.value,
+                        now,
+                        int(even_if_not_due),
+                        OutboxState.SENDING.value,
+                        now,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    won.append(item.id)
+        return self.items(ids=won) if won else []
 
     def _mark(
         self, item: OutboxItem, *, delivered: bool, error: str | None, permanent: bool = False
@@ -185,9 +227,10 @@ class Outbox:
         *,
         items: list[OutboxItem] | None = None,
     ) -> tuple[int, int]:
-        """Try to send `items` (default: all due). One association per node. Returns
-        (delivered, still queued or failed)."""
-        items = self.due() if items is None else items
+        """Try to send `items` (default: all due), those this sender can claim (another
+        sender's are left to it). One association per node. Returns (delivered, still queued
+        or failed)."""
+        items = self.claim(self.due()) if items is None else self.claim(items, even_if_not_due=True)
         by_node: dict[str, list[OutboxItem]] = {}
         for item in items:
             by_node.setdefault(item.node, []).append(item)
