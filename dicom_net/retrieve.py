@@ -591,8 +591,16 @@ def retrieve(
                 and out.progress.completed == 0
                 and (out.progress.remaining in (None, 0))
             )
-            if refused and not out.cancelled:
+            # Some PACS answer an unknown move destination by aborting the association (not
+            # with status 0xA801): an abort before anything arrived is treated the same way.
+            aborted_empty = out.connection_lost and out.progress.completed == 0
+            if (refused or aborted_empty) and not out.cancelled:
                 advice = _destination_advice(local, node, host_seen)
+                if aborted_empty and not refused:
+                    advice = (
+                        f"node {node.describe()} aborted the C-MOVE before sending anything "
+                        f"(the usual cause: {advice})"
+                    )
                 if not allow_fallback:
                     raise MoveDestinationUnknown(
                         advice + f" (C-MOVE status 0x{out.final_status or 0:04X})"
