@@ -76,6 +76,16 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 """
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -231,7 +241,8 @@ class LocalArchive:
         self._files_str = str(self.files_dir)
         self._make_fan_out()
         self._incoming_str = str(self.incoming_dir)
-        self._tmp_prefix = secrets.token_hex(6)
+        # "<pid>-<random>": a part whose writer process is gone is a leftover at once.
+        self._tmp_prefix = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._tmp_counter = itertools.count()
         self._db().executescript(_SCHEMA)
         with self.transaction() as db:
@@ -275,12 +286,18 @@ class LocalArchive:
 
     def _clean_incoming(self) -> None:
         # Leftovers of writes interrupted before their atomic rename: never indexed, never
-        # acknowledged to the sender (the C-STORE response goes out after the rename). Only
-        # old ones: another Loupe process may be writing into the same archive right now.
+        # acknowledged to the sender (the C-STORE response goes out after the rename). A part
+        # is removed when the process that wrote it (its name starts with that pid) no
+        # longer runs, or, for names without a pid, when it is old: another Loupe process may
+        # be writing into the same archive right now.
         cutoff = time.time() - STALE_PART_S
         for stale in self.incoming_dir.glob("*.part"):
             with contextlib.suppress(OSError):
-                if stale.stat().st_mtime < cutoff:
+                writer = stale.name.split("-", 1)[0]
+                if writer.isdigit() and int(writer) != os.getpid():
+                    if not _process_alive(int(writer)):
+                        stale.unlink()
+                elif stale.stat().st_mtime < cutoff:
                     stale.unlink()
 
     def _make_fan_out(self) -> None:

@@ -140,3 +140,30 @@ def test_dcmtk_storescu_compressed_transfer_syntax_kept_as_received(scp, dcmtk):
     (inst,) = scp.archive.instances()
     assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.91"
     assert pydicom.dcmread(inst.path).PixelData == pydicom.dcmread(jpeg).PixelData
+
+
+def test_parts_of_a_killed_receiver_are_removed_at_the_next_start(tmp_path):
+    """A receiver killed mid-transfer leaves incoming/*.part files; the next start removes
+    those whose writer process is gone at once (not an hour later), and keeps a part a
+    running process is still writing."""
+    import subprocess
+    import sys
+
+    from dicom_net.archive import LocalArchive
+
+    archive = LocalArchive(tmp_path / "archive")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(dead.stdout)
+    leftover = archive.incoming_dir / f"{dead_pid}-abcdef123456-7.part"
+    leftover.write_bytes(b"half an instance")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = archive.incoming_dir / f"{live.pid}-abcdef123456-1.part"
+        busy.write_bytes(b"being written")
+        LocalArchive(tmp_path / "archive")  # the next start
+        assert not leftover.exists()
+        assert busy.exists()
+    finally:
+        live.kill()
+        live.wait()
