@@ -105,16 +105,18 @@ def _measurements(
             )
         )
     if algorithm is not None:
-        # The AI's probability as a CAD-style certainty (DCM 111012, 0-100 %).
-        out.append(
-            hd.sr.Measurement(
-                name=c.CERTAINTY_OF_FINDING,
-                value=round(100.0 * f.probability, 4),
-                unit=c.PERCENT,
-                algorithm_id=algorithm,
-            )
-        )
+        out.append(_certainty(f, algorithm))
     return out
+
+
+def _certainty(f: Finding, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.Measurement:
+    """The AI's probability as a CAD-style certainty (DCM 111012, 0-100 %)."""
+    return hd.sr.Measurement(
+        name=c.CERTAINTY_OF_FINDING,
+        value=round(100.0 * f.probability, 4),
+        unit=c.PERCENT,
+        algorithm_id=algorithm,
+    )
 
 
 def _evaluations(f: Finding, options: GroupOptions) -> list[hd.sr.QualitativeEvaluation]:
@@ -212,20 +214,10 @@ def rejected_group(
     reader's comment. Nothing in it says nodule or lesion, and nothing in it can be drawn, so a
     standard TID 1500 reader lists it as what it is and never as a nodule."""
     algorithm = algorithm_of(f, options.manufacturer, options.algorithm_parameters)
-    measurements = []
-    if algorithm is not None:
-        measurements.append(
-            hd.sr.Measurement(
-                name=c.CERTAINTY_OF_FINDING,
-                value=round(100.0 * f.probability, 4),
-                unit=c.PERCENT,
-                algorithm_id=algorithm,
-            )
-        )
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(f),
         finding_type=c.REJECTED_AI_FINDING,
-        measurements=measurements or None,
+        measurements=None if algorithm is None else [_certainty(f, algorithm)],
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(c.REVIEW_STATUS, c.STATUS_VALUES[ReviewStatus.REJECTED])
         ],

@@ -6,7 +6,9 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
@@ -229,3 +231,30 @@ def closed_by_server(sock: socket.socket, timeout: float) -> tuple[list[int], fl
         types.append(pdu_type)
         pos += 6 + length
     return types, closed_at
+
+
+def receivers(
+    root: Path, callers: tuple[str, ...] = ("RAWSCU",), *, qr: bool = True
+) -> Iterator[Callable[..., Any]]:
+    """The tests' receiver factory (a generator for a fixture to yield from): make(fast,
+    limits) starts a StorageServer on a free loopback port, each with its own archive under
+    `root`, allowing `callers` (and answering Q/R when `qr`); all are stopped at the end."""
+    from peers import free_port
+
+    from dicom_net.archive import LocalArchive
+    from dicom_net.nodes import LocalNode
+    from dicom_net.storage_server import StorageServer
+
+    started: list[StorageServer] = []
+
+    def make(fast: bool = True, limits: Any = None) -> StorageServer:
+        archive = LocalArchive(root / f"archive{len(started)}")
+        local = LocalNode("LOUPE", free_port(), "127.0.0.1", callers, fast_store=fast)
+        server = StorageServer(archive, local, qr_destinations={} if qr else None, limits=limits)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

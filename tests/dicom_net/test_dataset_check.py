@@ -21,11 +21,8 @@ from malformed import (
     with_unknown_vr,
     without_last_fragment,
 )
-from peers import free_port
-from raw_requestor import associate, dataset_of, release, store_dataset, store_raw
+from raw_requestor import associate, dataset_of, receivers, release, store_dataset, store_raw
 
-from dicom_net.archive import LocalArchive
-from dicom_net.nodes import LocalNode
 from dicom_net.storage_server import StorageServer
 
 pytestmark = pytest.mark.network
@@ -39,19 +36,7 @@ PATIENT_DATA = ("Test^Smallct", "LOUPE-T2", "Test^Multiframe", "LOUPE-MF")
 
 @pytest.fixture
 def make_server(tmp_path) -> Iterator[Callable[[bool], StorageServer]]:
-    started: list[StorageServer] = []
-
-    def make(fast: bool) -> StorageServer:
-        archive = LocalArchive(tmp_path / f"archive{len(started)}")
-        local = LocalNode("LOUPE", free_port(), "127.0.0.1", ("RAWSCU",), fast_store=fast)
-        server = StorageServer(archive, local)
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from receivers(tmp_path, qr=False)
 
 
 def _ct(small_ct, what: str) -> tuple[str, bytes]:

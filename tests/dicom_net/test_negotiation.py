@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from peers import free_port, peer_env
+from peers import peer_env
 from pydicom.data import get_testdata_file
 from raw_requestor import (
     A_ASSOCIATE_AC,
@@ -22,14 +22,13 @@ from raw_requestor import (
     associate_rq,
     context_results,
     handmade_rq,
+    receivers,
     release,
     request,
     store_raw,
 )
 
-from dicom_net.archive import LocalArchive
 from dicom_net.association_request import MAX_PEEKED_RQ
-from dicom_net.nodes import LocalNode
 from dicom_net.storage_server import StorageServer
 
 pytestmark = pytest.mark.network
@@ -49,19 +48,7 @@ REFUSED = 4
 
 @pytest.fixture
 def make_server(tmp_path) -> Iterator[Callable[[bool], StorageServer]]:
-    started: list[StorageServer] = []
-
-    def make(fast: bool) -> StorageServer:
-        archive = LocalArchive(tmp_path / f"archive{len(started)}")
-        local = LocalNode("LOUPE", free_port(), "127.0.0.1", ("RAWSCU", "GOODSCU"), fast_store=fast)
-        server = StorageServer(archive, local, qr_destinations={})
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from receivers(tmp_path, ("RAWSCU", "GOODSCU"))
 
 
 # -- transfer syntaxes ----------------------------------------------------------------------

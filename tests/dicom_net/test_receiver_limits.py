@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from peers import free_port
 from raw_requestor import (
     A_ABORT,
     A_ASSOCIATE_AC,
@@ -31,6 +30,7 @@ from raw_requestor import (
     is_limit_reject,
     pdata,
     read_pdu,
+    receivers,
     release,
     request,
     response_status,
@@ -38,9 +38,7 @@ from raw_requestor import (
     store_raw,
 )
 
-from dicom_net.archive import LocalArchive
 from dicom_net.association_request import MAX_ASSOCIATE_RQ, MAX_PEEKED_RQ
-from dicom_net.nodes import LocalNode
 from dicom_net.receiver_limits import ReceiverLimits
 from dicom_net.storage_server import StorageServer
 
@@ -52,19 +50,7 @@ MakeServer = Callable[..., StorageServer]
 @pytest.fixture
 def make_server(tmp_path) -> Iterator[MakeServer]:
     """Start a receiver (Q/R contexts included) with the given path and limits."""
-    started: list[StorageServer] = []
-
-    def make(fast: bool = True, limits: ReceiverLimits | None = None) -> StorageServer:
-        archive = LocalArchive(tmp_path / f"archive{len(started)}")
-        local = LocalNode("LOUPE", free_port(), "127.0.0.1", ("RAWSCU",), fast_store=fast)
-        server = StorageServer(archive, local, qr_destinations={}, limits=limits)
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from receivers(tmp_path)
 
 
 @pytest.fixture
